@@ -1,0 +1,35 @@
+"""slimgan distillation side: the model zoo, checkpoints, datasets, losses and the training engine.
+
+The public names are imported lazily so that light consumers (the CLI's ``--help``, the torch-free
+server) can import ``distill.errors`` or ``distill.cli`` without loading torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "create_model": "distill.registry",
+    "register_model": "distill.registry",
+    "list_models": "distill.registry",
+    "model_info": "distill.registry",
+    "save_checkpoint": "distill.checkpoint",
+    "load_checkpoint": "distill.checkpoint",
+    "import_reference": "distill.checkpoint",
+    "count_macs": "distill.profile",
+    "count_params": "distill.profile",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'distill' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

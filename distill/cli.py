@@ -1,0 +1,64 @@
+"""The ``slimgan`` command line. Each subcommand lives in its own module and calls one library function.
+
+A command module exposes ``register(subparsers)``, which adds its parser(s) and sets ``func`` to a
+callable taking the parsed ``argparse.Namespace`` and returning an exit code (or None for 0).
+Registration modules import nothing heavy (no torch) at module level, so ``slimgan --help`` and
+``slimgan serve`` stay light.
+
+User errors (:class:`distill.errors.SlimganError`) are printed as one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from distill.errors import SlimganError
+
+COMMAND_MODULES = (
+    "distill.commands.data",
+    "distill.commands.checkpoint",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from distill import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="slimgan",
+        description="Distill GAN generators into slim students, export them with parity and speed checks, serve them.",
+    )
+    parser.add_argument("--version", action="version", version=f"slimgan {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        code = args.func(args)
+    except SlimganError as exc:
+        print(f"slimgan {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"slimgan {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

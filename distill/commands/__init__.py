@@ -1,0 +1,1 @@
+"""CLI subcommand modules for the distill side (data, import, info, train, distill)."""

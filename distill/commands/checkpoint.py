@@ -1,0 +1,81 @@
+"""``slimgan import`` (reference .pth -> checkpoint) and ``slimgan info`` (params and MACs)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+IMPORTABLE = ("resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128", "basic", "n_layers")
+
+
+def _add_arch_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ngf", type=int, help="generator width (reference default 64)")
+    parser.add_argument("--ndf", type=int, help="discriminator width (reference default 64)")
+    parser.add_argument("--width", type=float, help="multiplier on the family's default ngf / ndf")
+    parser.add_argument("--norm", choices=["instance", "batch", "none"])
+    parser.add_argument("--input-nc", type=int, dest="input_nc")
+    parser.add_argument("--output-nc", type=int, dest="output_nc")
+    parser.add_argument("--n-layers", type=int, dest="n_layers", help="n_layers discriminator depth")
+    parser.add_argument("--nz", type=int, help="latent size (unconditional generators)")
+    parser.add_argument("--image-size", type=int, dest="image_size", help="output size (unconditional generators)")
+
+
+def _arch_kwargs(args: argparse.Namespace) -> dict:
+    from distill.registry import model_info
+
+    names = ("ngf", "ndf", "width", "norm", "input_nc", "output_nc", "n_layers", "nz", "image_size")
+    given = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    accepted = set(model_info(args.arch).defaults) | {"width"}
+    # A generator ignores --ndf and a discriminator --ngf / --output-nc, as the reference's options do.
+    return {k: v for k, v in given.items() if k in accepted}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    imp = subparsers.add_parser(
+        "import",
+        help="convert a pytorch-CycleGAN-and-pix2pix .pth into a slimgan checkpoint directory",
+        description="Reads the .pth with torch.load(weights_only=True): no arbitrary objects are unpickled.",
+    )
+    imp.add_argument("reference", metavar="REF.pth")
+    imp.add_argument("--arch", required=True, choices=IMPORTABLE)
+    _add_arch_args(imp)
+    imp.add_argument("--out", required=True, help="checkpoint directory to write")
+    imp.set_defaults(func=run_import)
+
+    info = subparsers.add_parser("info", help="architecture, parameter count and MACs of a checkpoint or arch")
+    info.add_argument("checkpoint", nargs="?", metavar="DIR")
+    info.add_argument("--arch", help="a registered architecture instead of a checkpoint")
+    _add_arch_args(info)
+    info.add_argument("--res", type=int, default=256, help="input side for MACs (default 256)")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(func=run_info)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from distill.checkpoint import import_reference
+
+    out = import_reference(args.reference, args.arch, args.out, **_arch_kwargs(args))
+    print(f"imported {args.reference} as {args.arch} -> {out}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from distill.checkpoint import load_checkpoint
+    from distill.errors import ConfigError
+    from distill.profile import describe
+    from distill.registry import create_model
+
+    if (args.checkpoint is None) == (args.arch is None):
+        raise ConfigError("give either a checkpoint DIR or --arch NAME")
+    model = load_checkpoint(args.checkpoint) if args.checkpoint else create_model(args.arch, **_arch_kwargs(args))
+    report = describe(model, res=args.res)
+    if args.checkpoint:
+        report["checkpoint"] = args.checkpoint
+    if args.json:
+        print(json.dumps(report))
+    else:
+        kwargs = ", ".join(f"{k}={v}" for k, v in report["kwargs"].items())
+        print(f"{report['arch']}({kwargs})")
+        print(f"  params: {report['params']:,} ({report['mparams']:.2f} M)")
+        print(f"  MACs at {args.res}x{args.res}: {report['macs']:,} ({report['gmacs']:.3f} G)")
+    return 0

@@ -1,0 +1,109 @@
+"""U-Net generator, as pix2pix ``UnetGenerator`` / ``UnetSkipConnectionBlock``.
+
+State-dict compatible with pytorch-CycleGAN-and-pix2pix: nested ``model.model.1.model.1.weight``
+keys, one ``.model`` level per skip block, outermost first.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from distill.models.norm import get_norm_layer, uses_bias
+from distill.registry import register_model
+
+REFERENCE = "pytorch-CycleGAN-and-pix2pix models/networks.py UnetGenerator"
+
+
+class UnetSkipConnectionBlock(nn.Module):
+    """|-- downsampling -- |submodule| -- upsampling --| with the input concatenated to the output."""
+
+    def __init__(
+        self,
+        outer_nc: int,
+        inner_nc: int,
+        input_nc: int | None = None,
+        submodule: nn.Module | None = None,
+        outermost: bool = False,
+        innermost: bool = False,
+        norm: str = "batch",
+        use_dropout: bool = False,
+    ):
+        super().__init__()
+        self.outermost = outermost
+        norm_layer = get_norm_layer(norm)
+        bias = uses_bias(norm)
+        input_nc = outer_nc if input_nc is None else input_nc
+        downconv = nn.Conv2d(input_nc, inner_nc, 4, stride=2, padding=1, bias=bias)
+        downrelu = nn.LeakyReLU(0.2, True)
+        uprelu = nn.ReLU(True)
+        if outermost:
+            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, stride=2, padding=1)
+            layers = [downconv, submodule, uprelu, upconv, nn.Tanh()]
+        elif innermost:
+            upconv = nn.ConvTranspose2d(inner_nc, outer_nc, 4, stride=2, padding=1, bias=bias)
+            layers = [downrelu, downconv, uprelu, upconv, norm_layer(outer_nc)]
+        else:
+            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, stride=2, padding=1, bias=bias)
+            layers = [downrelu, downconv, norm_layer(inner_nc), submodule, uprelu, upconv, norm_layer(outer_nc)]
+            if use_dropout:
+                layers.append(nn.Dropout(0.5))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.outermost:
+            return self.model(x)
+        return torch.cat([x, self.model(x)], 1)
+
+
+class UnetGenerator(nn.Module):
+    """(B, input_nc, H, W) -> (B, output_nc, H, W); H and W must be multiples of 2**num_downs."""
+
+    def __init__(
+        self,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        num_downs: int = 8,
+        ngf: int = 64,
+        norm: str = "batch",
+        use_dropout: bool = False,
+    ):
+        super().__init__()
+        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
+        for _ in range(num_downs - 5):
+            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, use_dropout=use_dropout)
+        block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, norm=norm)
+        block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, norm=norm)
+        block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm=norm)
+        self.model = UnetSkipConnectionBlock(
+            output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm=norm
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C_out, H, W)
+        return self.model(x)
+
+
+def _register(num_downs: int) -> None:
+    size = 2**num_downs
+
+    @register_model(
+        f"unet_{size}",
+        family="unet",
+        role="generator",
+        task="translate",
+        input_kind="image",
+        size_multiple=size,
+        reference=REFERENCE,
+    )
+    def build(
+        input_nc: int = 3,
+        output_nc: int = 3,
+        ngf: int = 64,
+        norm: str = "batch",
+        use_dropout: bool = False,
+    ) -> UnetGenerator:
+        return UnetGenerator(input_nc, output_nc, num_downs, ngf, norm, use_dropout)
+
+
+_register(8)
+_register(7)
