@@ -1,0 +1,160 @@
+"""Loss terms as named, weighted, composable modules, and the registry that builds them from YAML.
+
+A recipe's ``loss:`` list, e.g.::
+
+    loss:
+      - {name: l1_teacher, weight: 1.0}
+      - {name: feature_kd, weight: 1.0, layers: [["model.12", "model.12"]]}
+      - {name: adv, weight: 0.1}
+
+builds one :class:`LossTerm` per entry through :func:`build_loss`; ``name`` and ``weight`` (and the
+optional ``start`` / ``stop`` steps) are the engine's, every other key goes to the term's constructor.
+The student's objective is ``L = Σ weight_i · term_i(ctx)`` over the active terms, printed by
+:func:`format_formula`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from distill.errors import ConfigError
+
+if TYPE_CHECKING:
+    from distill.engine.context import StepContext
+
+
+class LossTerm(nn.Module):
+    """One named term of the student objective. Subclass, decorate with ``@register_loss(name)``.
+
+    Being an ``nn.Module``, a term can own parameters (1x1 adapters, an energy network); they are
+    moved to the device with the models, saved in ``state.pt``, and never in the student checkpoint.
+
+    Override:
+        ``forward(ctx) -> Tensor``: the *unweighted* scalar; the engine multiplies by ``weight``.
+        ``student_layers()`` / ``teacher_layers()``: module paths to tap with forward hooks; their
+            outputs arrive in ``ctx.student_feats`` / ``ctx.teacher_feats``.
+        ``setup(ctx)``: called once, before the optimisers are built, with a context from the first
+            batch (features included, no grad). Create shape-dependent parameters (adapters) here.
+        ``student_parameters()``: parameters trained by the student's optimiser together with
+            G_s (default: all of this term's parameters, e.g. GAN Compression adapters).
+        ``aux_optimizers()``: ``{name: optimizer}`` for parameters trained by their own step
+            (an energy network, a critic); saved in and restored from ``state.pt``, decayed by the
+            same LR schedule. Parameters listed here must not be in ``student_parameters()``.
+        ``aux_step(ctx) -> dict``: called each step after the discriminator step and before the
+            student step (``ctx.student_out`` is live; detach it yourself). Use ``ctx.optimize``.
+            Return scalars to log.
+        ``needs_teacher``: True when the term reads ``ctx.teacher_out`` (the default); the engine
+            refuses a recipe that has such a term but no teacher generator.
+
+    ``active(step)`` gates the term to ``start <= step < stop`` (e.g. DGL-GAN's stage II).
+    """
+
+    needs_teacher: bool = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name: str = type(self).__name__
+        self.weight: float = 1.0
+        self.start: int = 0
+        self.stop: int | None = None
+
+    def forward(self, ctx: StepContext) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def student_layers(self) -> Sequence[str]:
+        return ()
+
+    def teacher_layers(self) -> Sequence[str]:
+        return ()
+
+    def setup(self, ctx: StepContext) -> None:
+        """Create parameters that depend on shapes seen in the first batch. Default: nothing."""
+
+    def student_parameters(self) -> Iterable[nn.Parameter]:
+        return self.parameters()
+
+    def aux_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {}
+
+    def aux_step(self, ctx: StepContext) -> dict[str, float]:
+        return {}
+
+    def active(self, step: int) -> bool:
+        return step >= self.start and (self.stop is None or step < self.stop)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, weight={self.weight}"
+
+
+_LOSSES: dict[str, type[LossTerm]] = {}
+
+
+def register_loss(name: str) -> Callable[[type[LossTerm]], type[LossTerm]]:
+    """Class decorator: make ``name`` usable in a recipe's ``loss:`` list."""
+
+    def decorator(cls: type[LossTerm]) -> type[LossTerm]:
+        if name in _LOSSES and _LOSSES[name] is not cls:
+            raise ValueError(f"loss term {name!r} is registered twice")
+        if not (isinstance(cls, type) and issubclass(cls, LossTerm)):
+            raise TypeError(f"@register_loss({name!r}) needs a LossTerm subclass, got {cls!r}")
+        cls.registry_name = name
+        _LOSSES[name] = cls
+        return cls
+
+    return decorator
+
+
+def _ensure_loaded() -> None:
+    import distill.losses  # noqa: F401  (imports every module in distill/losses/)
+
+
+def list_losses() -> list[str]:
+    _ensure_loaded()
+    return sorted(_LOSSES)
+
+
+def build_loss(spec: Mapping[str, Any]) -> LossTerm:
+    """Build one term from ``{name, weight, start?, stop?, **kwargs}``; errors name the bad key."""
+    _ensure_loaded()
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    if name not in _LOSSES:
+        raise ConfigError(f"unknown loss term {name!r}; choose one of: {', '.join(sorted(_LOSSES))}")
+    weight = float(spec.pop("weight", 1.0))
+    start = int(spec.pop("start", 0) or 0)
+    stop = spec.pop("stop", None)
+    cls = _LOSSES[name]
+    params = inspect.signature(cls.__init__).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    allowed = [k for k in params if k != "self" and params[k].kind is not inspect.Parameter.VAR_KEYWORD]
+    unknown = sorted(set(spec) - set(allowed))
+    if unknown and not accepts_any:
+        raise ConfigError(
+            f"loss term {name!r} does not take {', '.join(map(repr, unknown))}; it takes: "
+            f"name, weight, start, stop{''.join(', ' + a for a in allowed)}"
+        )
+    try:
+        term = cls(**spec)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"loss term {name!r}: {exc}") from exc
+    term.name, term.weight, term.start = name, weight, start
+    term.stop = None if stop is None else int(stop)
+    return term
+
+
+def format_formula(terms: Sequence[LossTerm], lhs: str = "L_G") -> str:
+    """``L_G = 1·l1_teacher + 0.1·adv[step>=100]``: the student objective as the engine sums it."""
+    if not terms:
+        return f"{lhs} = 0"
+    parts = []
+    for t in terms:
+        gate = ""
+        if t.start or t.stop is not None:
+            gate = f"[{t.start}<=step" + (f"<{t.stop}]" if t.stop is not None else "]")
+        parts.append(f"{t.weight:g}·{t.name}{gate}")
+    return f"{lhs} = " + " + ".join(parts)
