@@ -1,0 +1,546 @@
+"""Image-quality metrics for generators: FID, KID, IS, Variance of Laplacian, PSNR/SSIM and an mIoU hook.
+
+Public API (images are float tensors (N, 3, H, W) in [-1, 1], or iterables of such batches):
+
+- :func:`frechet_distance` -- the Fréchet distance between two Gaussians (FID's formula).
+- :func:`load_inception` -- the in-house FID Inception-v3 with pytorch-fid's weight file.
+- :func:`compute_fid`, :func:`compute_kid`, :func:`inception_score` -- one float each.
+- :func:`compute_miou` -- mean IoU of a user's segmentation model on generated images.
+- :func:`dataset_statistics` -- Inception statistics of a folder of real images, cached on disk.
+- :func:`evaluate_models` -- the ``slimgan bench quality`` harness (writes quality.json / quality.md).
+
+FID (Heusel et al. 2017, eq. 6): with (mu_r, Sigma_r) and (mu_g, Sigma_g) the mean and covariance of the
+2048-d pool3 features of real and generated images,
+``FID = ||mu_r - mu_g||^2 + Tr(Sigma_r + Sigma_g - 2 (Sigma_r Sigma_g)^(1/2))``.
+KID (Bińkowski et al. 2018): the unbiased MMD^2 with the cubic polynomial kernel
+``k(x, y) = (x.y / d + 1)^3``, averaged over random subsets. IS (Salimans et al. 2016):
+``exp(E_x KL(p(y|x) || p(y)))`` over the 1008-way softmax, averaged over splits.
+
+Without the Inception weight file these metrics are *unavailable*: the functions raise
+:class:`~distill.errors.MissingDependencyError` and the harness reports ``null`` with the reason. A
+randomly initialised Inception is never used to produce a number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import linalg
+
+from distill.errors import ConfigError, MissingDependencyError
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_ENV = "SLIMGAN_INCEPTION_WEIGHTS"
+CACHE_ENV = "SLIMGAN_CACHE"
+UNAVAILABLE = "unavailable"
+
+Images = Any  # torch.Tensor (N, C, H, W) in [-1, 1], or an iterable of such batches
+
+
+# --------------------------------------------------------------------------------------------- FID formula
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
+    """``||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrtm(sigma1 sigma2))`` (Heusel et al. 2017, eq. 6).
+
+    ``sqrtm`` is scipy's matrix square root. When the product is singular (the square root is not
+    finite) ``eps * I`` is added to both covariances; a square root whose imaginary part is numerical
+    noise (diagonal below 1e-3) is replaced by its real part, a larger one raises ``ValueError``.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
+        raise ValueError(
+            f"shape mismatch: mu {mu1.shape} / {mu2.shape}, sigma {sigma1.shape} / {sigma2.shape}"
+        )
+    diff = mu1 - mu2
+    covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+    if not np.isfinite(covmean).all():
+        log.warning("frechet_distance: singular product; adding %g to the covariance diagonals", eps)
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"frechet_distance: sqrtm has a large imaginary part {np.max(np.abs(covmean.imag)):g}")
+        covmean = covmean.real
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (unbiased) covariance of features (N, D): the Gaussian fitted by FID."""
+    features = np.asarray(features, np.float64)
+    if features.ndim != 2 or features.shape[0] < 2:
+        raise ValueError(f"need at least two feature vectors (N, D), got shape {features.shape}")
+    return features.mean(0), np.cov(features, rowvar=False)
+
+
+def kid_from_features(
+    real: np.ndarray, fake: np.ndarray, num_subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """KID (Bińkowski et al. 2018): mean and std over subsets of the unbiased MMD^2, cubic kernel."""
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    m = min(subset_size, len(real), len(fake))
+    if m < 2:
+        raise ValueError("KID needs at least two real and two generated feature vectors")
+    d = real.shape[1]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(num_subsets):
+        x = real[rng.choice(len(real), m, replace=False)]
+        y = fake[rng.choice(len(fake), m, replace=False)]
+        kxx = (x @ x.T / d + 1) ** 3
+        kyy = (y @ y.T / d + 1) ** 3
+        kxy = (x @ y.T / d + 1) ** 3
+        mmd = (
+            (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+            + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+            - 2 * kxy.mean()
+        )
+        values.append(mmd)
+    return float(np.mean(values)), float(np.std(values))
+
+
+def inception_score_from_logits(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:
+    """IS (Salimans et al. 2016): ``exp(E_x KL(p(y|x) || p(y)))`` per split; mean and std over splits."""
+    logits = np.asarray(logits, np.float64)
+    logits = logits - logits.max(1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(1, keepdims=True)  # p(y|x), (N, K)
+    splits = max(1, min(splits, len(probs)))
+    scores = []
+    for part in np.array_split(probs, splits):
+        py = part.mean(0, keepdims=True)  # p(y) over the split
+        kl = (part * (np.log(part + 1e-12) - np.log(py + 1e-12))).sum(1).mean()
+        scores.append(math.exp(kl))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+# ------------------------------------------------------------------------------------ Inception network
+def resolve_inception_weights(path: str | Path | None = None) -> Path | None:
+    """The Inception weight file: ``path``, else ``$SLIMGAN_INCEPTION_WEIGHTS``; None when neither exists."""
+    candidate = path or os.environ.get(WEIGHTS_ENV)
+    if not candidate:
+        return None
+    candidate = Path(candidate).expanduser()
+    return candidate if candidate.is_file() else None
+
+
+def _require_weights(path: str | Path | None) -> Path:
+    resolved = resolve_inception_weights(path)
+    if resolved is None:
+        where = f"{path} does not exist" if path else f"no weight file given and ${WEIGHTS_ENV} is not set"
+        raise MissingDependencyError(
+            f"FID/KID/IS are unavailable: {where}; pass pytorch-fid's pt_inception-2015-12-05-6726825d.pth "
+            f"with --inception-weights PATH or ${WEIGHTS_ENV}"
+        )
+    return resolved
+
+
+_MODEL_CACHE: dict[tuple[str, float, str], Any] = {}
+
+
+def load_inception(path: str | Path | None, device: str = "cpu") -> Any:
+    """The FID Inception (:class:`benchmarks.inception.FIDInception`) with weights from ``path`` (eval mode).
+
+    Raises :class:`MissingDependencyError` when the file is missing; kept in memory per (path, mtime).
+    """
+    from benchmarks.inception import load_fid_inception
+
+    resolved = _require_weights(path)
+    key = (str(resolved.resolve()), resolved.stat().st_mtime, str(device))
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE.clear()
+        _MODEL_CACHE[key] = load_fid_inception(resolved, device=device)
+    return _MODEL_CACHE[key]
+
+
+def iter_batches(images: Images, batch_size: int = 50) -> Iterator[Any]:
+    """Batches (B, C, H, W) from a tensor/array (N, C, H, W) or an iterable of batches (or of (C, H, W))."""
+    import torch
+
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if isinstance(images, torch.Tensor):
+        if images.ndim == 3:
+            images = images.unsqueeze(0)
+        for start in range(0, images.shape[0], batch_size):
+            yield images[start : start + batch_size]
+        return
+    for item in images:
+        if isinstance(item, dict):
+            item = item["B"]
+        if isinstance(item, np.ndarray):
+            item = torch.from_numpy(item)
+        yield item.unsqueeze(0) if item.ndim == 3 else item
+
+
+def inception_outputs(
+    images: Images, model: Any, batch_size: int = 50, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """pool3 features (N, 2048) and 1008-class logits (N, 1008) of images in [-1, 1]."""
+    import torch
+
+    feats, logits = [], []
+    with torch.no_grad():
+        for batch in iter_batches(images, batch_size):
+            for start in range(0, batch.shape[0], batch_size):
+                f, lg = model(batch[start : start + batch_size].to(device=device, dtype=torch.float32))
+                feats.append(f.double().cpu().numpy())
+                logits.append(lg.double().cpu().numpy())
+    if not feats:
+        raise ValueError("no images were given")
+    return np.concatenate(feats), np.concatenate(logits)
+
+
+def compute_fid(real: Images, fake: Images, weights_path: str | Path | None, batch_size: int = 50,
+                device: str = "cpu") -> float:
+    """FID between two image sets (tensors (N, 3, H, W) in [-1, 1] or iterables of batches)."""
+    model = load_inception(weights_path, device)
+    f_real, _ = inception_outputs(real, model, batch_size, device)
+    f_fake, _ = inception_outputs(fake, model, batch_size, device)
+    return frechet_distance(*statistics(f_real), *statistics(f_fake))
+
+
+def compute_kid(real: Images, fake: Images, weights_path: str | Path | None, batch_size: int = 50,
+                num_subsets: int = 100, subset_size: int = 1000, device: str = "cpu") -> float:
+    """KID (mean over subsets) between two image sets."""
+    model = load_inception(weights_path, device)
+    f_real, _ = inception_outputs(real, model, batch_size, device)
+    f_fake, _ = inception_outputs(fake, model, batch_size, device)
+    return kid_from_features(f_real, f_fake, num_subsets, subset_size)[0]
+
+
+def inception_score(images: Images, weights_path: str | Path | None, batch_size: int = 50, splits: int = 10,
+                    device: str = "cpu") -> float:
+    """Inception Score (mean over ``splits``) of one image set."""
+    model = load_inception(weights_path, device)
+    _, logits = inception_outputs(images, model, batch_size, device)
+    return inception_score_from_logits(logits, splits)[0]
+
+
+# ------------------------------------------------------------------------------- reference statistics
+def _cache_dir(cache_dir: str | Path | None) -> Path:
+    if cache_dir:
+        return Path(cache_dir)
+    base = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "slimgan"
+    return Path(base) / "fid_stats"
+
+
+def _weights_digest(path: Path) -> str:
+    from distill.checkpoint import file_sha256
+
+    return file_sha256(path)[:16]
+
+
+def reference_cache_key(files: Iterable[Path], weights: Path, res: int | None, extra: str = "") -> str:
+    """Key of a folder's statistics: image paths, sizes and mtimes, the weights' hash, the resolution."""
+    h = hashlib.sha256()
+    for f in sorted(Path(p).resolve() for p in files):
+        st = f.stat()
+        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    h.update(f"{_weights_digest(weights)}|{res}|{extra}".encode())
+    return h.hexdigest()[:24]
+
+
+def dataset_statistics(
+    dataset: Any, weights_path: str | Path | None, res: int | None = None, batch_size: int = 50,
+    cache_dir: str | Path | None = None, files: list[Path] | None = None, extra_key: str = "",
+    device: str = "cpu",
+) -> dict[str, np.ndarray]:
+    """Inception features, ``mu`` and ``sigma`` of a dataset's real images, cached on disk.
+
+    ``dataset`` yields samples whose ``"B"`` entry is the real image. The cache file is
+    ``<cache_dir>/<key>.npz`` (default ``$SLIMGAN_CACHE/fid_stats`` or ``~/.cache/slimgan/fid_stats``),
+    the key hashing ``files`` (paths, sizes, mtimes), the weights' SHA-256, ``res`` and ``extra_key``,
+    so changing any image, the weights or the resolution recomputes.
+    """
+    weights = _require_weights(weights_path)
+    files = files if files is not None else [Path(p) for p in getattr(dataset, "files", [])]
+    path = None
+    if files:
+        path = _cache_dir(cache_dir) / f"{reference_cache_key(files, weights, res, extra_key)}.npz"
+        if path.is_file():
+            with np.load(path) as data:
+                log.info("reference statistics from cache %s", path)
+                return {"mu": data["mu"], "sigma": data["sigma"], "features": data["features"],
+                        "logits": data["logits"], "cached": np.array(True)}
+    model = load_inception(weights, device)
+    feats, logits = inception_outputs(_real_batches(dataset, batch_size), model, batch_size, device)
+    mu, sigma = statistics(feats)
+    out = {"mu": mu, "sigma": sigma, "features": feats.astype(np.float32), "logits": logits.astype(np.float32)}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **out)
+        tmp.replace(path)
+        log.info("reference statistics cached at %s", path)
+    out["cached"] = np.array(False)
+    return out
+
+
+def _real_batches(dataset: Any, batch_size: int) -> Iterator[Any]:
+    import torch
+
+    batch = []
+    for i in range(len(dataset)):
+        batch.append(dataset[i]["B"])
+        if len(batch) == batch_size:
+            yield torch.stack(batch)
+            batch = []
+    if batch:
+        yield torch.stack(batch)
+
+
+# ------------------------------------------------------------------------------------------------ mIoU
+def load_callable(spec: str) -> Callable[..., Any]:
+    """``"package.module:function"`` -> the function (for ``--seg-model``)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"expected MODULE:FUNCTION (e.g. mypkg.seg:predict), got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {module_name!r} for {spec!r}: {exc}") from exc
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ConfigError(f"{module_name} has no callable {attr!r}")
+    return fn
+
+
+def confusion_matrix(pred: np.ndarray, label: np.ndarray, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+    """(K, K) counts, rows = label, columns = prediction; pixels labelled ``ignore_index`` are skipped."""
+    pred, label = np.asarray(pred).astype(np.int64).ravel(), np.asarray(label).astype(np.int64).ravel()
+    if pred.shape != label.shape:
+        raise ValueError(f"prediction has {pred.size} pixels, labels {label.size}")
+    keep = (label != ignore_index) & (label >= 0) & (label < num_classes)
+    return np.bincount(num_classes * label[keep] + np.clip(pred[keep], 0, num_classes - 1),
+                       minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def miou_from_confusion(conf: np.ndarray) -> tuple[float, list[float | None]]:
+    """Mean IoU over classes present in labels or predictions; per-class IoU (None when absent)."""
+    inter = np.diag(conf).astype(np.float64)
+    union = conf.sum(0) + conf.sum(1) - np.diag(conf)
+    per_class = [float(i / u) if u > 0 else None for i, u in zip(inter, union, strict=True)]
+    present = [v for v in per_class if v is not None]
+    return (float(np.mean(present)) if present else float("nan")), per_class
+
+
+def compute_miou(pred_fn: Callable[[Any], Any], images: Images, labels: Iterable[Any] | Any, num_classes: int,
+                 ignore_index: int = 255, batch_size: int = 16) -> float:
+    """mIoU of ``pred_fn`` (images (B, 3, H, W) in [-1, 1] -> class map (B, H, W), or logits (B, K, H, W))
+    on ``images`` against ``labels`` (B, H, W) integer maps, the "FCN score" of pix2pix (Isola et al. 2017, §4.2).
+    """
+    import torch
+
+    label_iter = iter_batches(labels, batch_size) if isinstance(labels, (torch.Tensor, np.ndarray)) else iter(labels)
+    conf = np.zeros((num_classes, num_classes), np.int64)
+    for batch in iter_batches(images, batch_size):
+        label = next(label_iter)
+        conf += confusion_matrix(_class_map(pred_fn(batch), num_classes), _to_numpy(label), num_classes, ignore_index)
+    return miou_from_confusion(conf)[0]
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _class_map(pred: Any, num_classes: int) -> np.ndarray:
+    pred = _to_numpy(pred)
+    if pred.ndim == 4:  # logits (B, K, H, W)
+        pred = pred.argmax(1)
+    return pred
+
+
+# ---------------------------------------------------------------------------------------- the harness
+def _json_value(x: float | None) -> float | None:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return None
+    return float(x)
+
+
+def evaluate_models(
+    models: list[str], data: str | Path, out: str | Path, *, layout: str = "aligned", phase: str = "test",
+    direction: str = "AtoB", teacher: str | None = None, res: int | None = 256, num: int | None = None,
+    batch_size: int = 8, weights_path: str | Path | None = None, cache_dir: str | Path | None = None,
+    seg_model: str | None = None, num_classes: int | None = None, seed: int = 0,
+    kid_subset_size: int = 1000, is_splits: int = 10,
+) -> dict[str, Any]:
+    """Run the quality benchmark; writes ``quality.json`` and ``quality.md`` into ``out`` and returns the report.
+
+    Each model is a checkpoint directory (run in torch) or an exported bundle (run in ONNX Runtime).
+    Translation models turn the dataset's A images into fakes compared with the real B images
+    (PSNR/SSIM to ground truth only for the paired ``aligned`` layout); unconditional models draw
+    ``num`` latents from N(0, 1) with ``seed``. With ``teacher``, PSNR/SSIM to the teacher's outputs on
+    the same inputs are added. With ``seg_model`` (``module:function``) the mIoU of the segmenter on
+    the fakes is measured against its own predictions on the real images.
+    """
+    import torch
+
+    from benchmarks.generators import load_generator
+    from distill.data import TransformConfig, build_dataset
+    from distill.metrics import psnr, ssim, variance_of_laplacian
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    transform = TransformConfig(load_size=res or 0, crop_size=res or 0, flip=False, train=False)
+    dataset = build_dataset(layout, data, phase=phase, direction=direction, transform=transform, seed=seed)
+    count = len(dataset) if num is None else min(num, len(dataset))
+    if count < 2:
+        raise ConfigError(f"{data} ({layout}, {phase}) has {len(dataset)} images; the quality benchmark needs 2+")
+    paired = layout == "aligned"
+
+    weights = resolve_inception_weights(weights_path)
+    inception_reason = None
+    real_stats: dict[str, np.ndarray] | None = None
+    inception = None
+    if weights is None:
+        inception_reason = (
+            f"Inception weights not found ({weights_path or '$' + WEIGHTS_ENV + ' unset'}); "
+            "FID/KID/IS need pytorch-fid's pt_inception-2015-12-05-6726825d.pth"
+        )
+        log.warning("FID/KID/IS unavailable: %s", inception_reason)
+    else:
+        subset = _Subset(dataset, count)
+        real_stats = dataset_statistics(subset, weights, res, batch_size, cache_dir,
+                                        files=_dataset_files(dataset, count),
+                                        extra_key=f"{layout}|{phase}|{direction}|{count}")
+        inception = load_inception(weights)
+    seg_fn = load_callable(seg_model) if seg_model else None
+    if seg_fn is not None and not num_classes:
+        raise ConfigError("--seg-model needs --num-classes")
+
+    names = list(models) + ([teacher] if teacher and teacher not in models else [])
+    generators = {m: load_generator(m) for m in names}
+    results = []
+    teacher_outputs: list[torch.Tensor] = []
+    order = ([teacher] if teacher else []) + [m for m in models if m != teacher]
+    for name in order:
+        gen = generators[name]
+        acc = _Accumulator()
+        conf = np.zeros((num_classes, num_classes), np.int64) if seg_fn else None
+        feats, logits = [], []
+        gen_rng = torch.Generator().manual_seed(seed)
+        for bi, start in enumerate(range(0, count, batch_size)):
+            idx = range(start, min(start + batch_size, count))
+            samples = [dataset[i] for i in idx]
+            real = torch.stack([s["B"] for s in samples])  # (B, C, H, W)
+            if gen.task == "generate":
+                z = torch.randn(len(idx), gen.latent_size, generator=gen_rng)
+                fake = gen(z)
+            else:
+                fake = gen(torch.stack([s["A"] for s in samples]))
+            fake = fake.float().clamp(-1, 1)
+            acc.add("vol", variance_of_laplacian(fake), len(idx))
+            if paired and gen.task == "translate" and fake.shape == real.shape:
+                acc.add("psnr_gt", psnr(fake, real), len(idx))
+                acc.add("ssim_gt", ssim(fake, real), len(idx))
+            if teacher and name == teacher:
+                teacher_outputs.append(fake)
+            elif teacher and teacher_outputs and fake.shape == teacher_outputs[bi].shape:
+                acc.add("psnr_teacher", psnr(fake, teacher_outputs[bi]), len(idx))
+                acc.add("ssim_teacher", ssim(fake, teacher_outputs[bi]), len(idx))
+            if inception is not None:
+                f, lg = inception_outputs(fake, inception, batch_size)
+                feats.append(f)
+                logits.append(lg)
+            if seg_fn is not None:
+                conf += confusion_matrix(_class_map(seg_fn(fake), num_classes),
+                                         _class_map(seg_fn(real), num_classes), num_classes)
+        row: dict[str, Any] = {"model": name, "arch": gen.arch, "runtime": gen.runtime, "task": gen.task,
+                               "images": count, "is_teacher": bool(teacher and name == teacher)}
+        row.update({k: _json_value(v) for k, v in acc.means().items()})
+        if inception is not None and real_stats is not None:
+            f_fake, l_fake = np.concatenate(feats), np.concatenate(logits)
+            row["fid"] = frechet_distance(real_stats["mu"], real_stats["sigma"], *statistics(f_fake))
+            kid_mean, kid_std = kid_from_features(real_stats["features"], f_fake, subset_size=kid_subset_size)
+            row["kid"], row["kid_std"] = kid_mean, kid_std
+            row["is"], row["is_std"] = inception_score_from_logits(l_fake, is_splits)
+        else:
+            row.update({"fid": None, "kid": None, "kid_std": None, "is": None, "is_std": None})
+        if conf is not None:
+            row["miou"] = _json_value(miou_from_confusion(conf)[0])
+        results.append(row)
+        log.info("quality %s: %s", name, {k: v for k, v in row.items() if isinstance(v, float)})
+
+    report = {
+        "schema": "slimgan-quality/1",
+        "data": {"root": str(data), "layout": layout, "phase": phase, "direction": direction, "res": res,
+                 "images": count},
+        "teacher": teacher,
+        "inception": {"weights": str(weights) if weights else None,
+                      "available": weights is not None, "reason": inception_reason,
+                      "reference_cached": bool(real_stats["cached"]) if real_stats is not None else None},
+        "segmentation": {"model": seg_model, "num_classes": num_classes,
+                         "labels": "segmenter predictions on the real images" if seg_model else None},
+        "results": results,
+    }
+    (out / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "quality.md").write_text(format_quality_table(report))
+    return report
+
+
+class _Subset:
+    def __init__(self, dataset: Any, count: int) -> None:
+        self.dataset, self.count = dataset, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> Any:
+        return self.dataset[i]
+
+
+def _dataset_files(dataset: Any, count: int) -> list[Path]:
+    files = getattr(dataset, "files", None) or getattr(dataset, "files_b", None) or []
+    return [Path(p) for p in files]
+
+
+class _Accumulator:
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, key: str, value: float, n: int) -> None:
+        self.sums[key] = self.sums.get(key, 0.0) + value * n
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def means(self) -> dict[str, float]:
+        return {k: self.sums[k] / self.counts[k] for k in self.sums}
+
+
+_COLUMNS = [("fid", "FID", "{:.2f}"), ("kid", "KID", "{:.4f}"), ("is", "IS", "{:.2f}"),
+            ("vol", "VoL", "{:.1f}"), ("psnr_gt", "PSNR gt", "{:.2f}"), ("ssim_gt", "SSIM gt", "{:.4f}"),
+            ("psnr_teacher", "PSNR teacher", "{:.2f}"), ("ssim_teacher", "SSIM teacher", "{:.4f}"),
+            ("miou", "mIoU", "{:.4f}")]
+
+
+def format_quality_table(report: dict[str, Any]) -> str:
+    """A markdown table of a quality report; missing FID/KID/IS print as "unavailable"."""
+    cols = [c for c in _COLUMNS if any(c[0] in r for r in report["results"])]
+    lines = [f"# Quality ({report['data']['images']} images, {report['data']['layout']} "
+             f"{report['data']['phase']}, {report['data']['res']} px)", ""]
+    if not report["inception"]["available"]:
+        lines += [f"FID/KID/IS: {UNAVAILABLE} -- {report['inception']['reason']}", ""]
+    lines.append("| model | runtime | " + " | ".join(c[1] for c in cols) + " |")
+    lines.append("|---|---|" + "---|" * len(cols))
+    for r in report["results"]:
+        name = r["model"] + (" (teacher)" if r.get("is_teacher") else "")
+        cells = []
+        for key, _, fmt in cols:
+            v = r.get(key)
+            cells.append(UNAVAILABLE if v is None and key in ("fid", "kid", "is") else ("-" if v is None else fmt.format(v)))
+        lines.append(f"| {name} | {r['runtime']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
