@@ -8,7 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from distill.data import AlignedDataset, ImageFolderDataset, TransformConfig, UnalignedDataset, build_dataset, synthesize
+from distill.data import (
+    AlignedDataset,
+    ImageFolderDataset,
+    TransformConfig,
+    UnalignedDataset,
+    build_dataset,
+    synthesize,
+)
 from distill.errors import DatasetError
 
 
