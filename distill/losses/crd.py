@@ -1,0 +1,160 @@
+"""Content relationship distillation (CRD; crd paper §3.1-3.2, Eqs. 1-9).
+
+Each generator output x ∈ R^{C×H×W} is sliced into content units (Eq. 7):
+
+* W column strips  x[:, :, w]      (vectors of length C·H),
+* H row strips     x[:, h, :]      (vectors of length C·W),
+* (H/P)·(W/P) non-overlapping P×P patches (vectors of length C·P·P).
+
+Over the units {t_i} of ONE teacher image and the matching student units {s_i}, relational KD
+(Park et al. 2019, "RKD") is applied:
+
+* distance (Eqs. 2-3, 8): ψ_D(t_i, t_j) = ||t_i - t_j||₂ / μ, μ = mean of the non-zero pairwise
+  distances of that unit set; L_D = mean_{i,j} huber(ψ_D(s_i, s_j), ψ_D(t_i, t_j)),
+* angle (Eqs. 4-5, 9): ψ_A(t_i, t_j, t_k) = <e_ij, e_kj>, e_ij = (t_i - t_j)/||t_i - t_j||₂ (vertex
+  j); L_A = mean_{i,j,k} huber(ψ_A(s), ψ_A(t)),
+* Huber = smooth L1 with δ = 1 (Eq. 6).
+
+L_CRD = Σ_{granularity} (w_D·L_D + w_A·L_A), w_D = 1, w_A = 2 (crd §4.1, appendix Table 8), averaged
+over the images of the batch. The recipe weight λ_CRD (25 CycleGAN, 2.5 pix2pix) multiplies L_CRD.
+
+Choices where the paper is silent: the patch side scales with resolution as P = round(32·H/256)
+(32 at 256², 8 at 64²), at least 2; rows/columns that do not fill a whole patch are left out of the
+patch granularity; the teacher relations carry no gradient; the angle is computed anchor-by-anchor in
+chunks so memory stays O(N²·D) instead of O(N³·D).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+GRANULARITIES = ("column", "row", "patch")
+
+
+def default_patch_size(height: int, width: int | None = None) -> int:
+    """P scaled from the paper's 32 at 256²: round(32·min(H, W)/256), at least 2."""
+    side = min(height, width if width is not None else height)
+    return max(2, round(32 * side / 256))
+
+
+def slice_units(x: torch.Tensor, granularity: str, patch: int) -> torch.Tensor:
+    """Content units of each image (Eq. 7), flattened: (B, C, H, W) → (B, N, D).
+
+    column: N = W, D = C·H; row: N = H, D = C·W; patch: N = (H//P)·(W//P), D = C·P·P.
+    """
+    b, c, h, w = x.shape
+    if granularity == "column":
+        return x.permute(0, 3, 1, 2).reshape(b, w, c * h)
+    if granularity == "row":
+        return x.permute(0, 2, 1, 3).reshape(b, h, c * w)
+    if granularity == "patch":
+        if patch > h or patch > w:
+            raise ValueError(f"patch size {patch} is larger than the image ({h}x{w})")
+        cols = F.unfold(x, kernel_size=patch, stride=patch)  # (B, C·P·P, N)
+        return cols.transpose(1, 2)
+    raise ValueError(f"unknown granularity {granularity!r}; choose from {', '.join(GRANULARITIES)}")
+
+
+def count_units(height: int, width: int, patch: int) -> dict[str, int]:
+    """Number of units per granularity for an H×W image: {column: W, row: H, patch: (H//P)(W//P)}."""
+    return {"column": width, "row": height, "patch": (height // patch) * (width // patch)}
+
+
+def pairwise_distance(e: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Euclidean distances between the rows of each set: (B, N, D) → (B, N, N), zero diagonal."""
+    sq = e.pow(2).sum(-1)  # (B, N)
+    d2 = (sq.unsqueeze(2) + sq.unsqueeze(1) - 2 * e @ e.transpose(1, 2)).clamp(min=eps)
+    d = d2.sqrt()
+    eye = torch.eye(e.shape[1], dtype=torch.bool, device=e.device)
+    return d.masked_fill(eye, 0.0)
+
+
+def distance_relation(e: torch.Tensor) -> torch.Tensor:
+    """ψ_D for every pair (Eq. 2): distances divided by μ, the mean non-zero distance per set. (B, N, N)."""
+    d = pairwise_distance(e)
+    positive = (d > 0).to(d.dtype)
+    mu = (d * positive).sum((1, 2)) / positive.sum((1, 2)).clamp(min=1)  # (B,)
+    return d / mu.clamp(min=1e-12).view(-1, 1, 1)
+
+
+def rkd_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """L_D (Eq. 3): mean Huber(ψ_D(s), ψ_D(t)) over all N² pairs and the batch. Inputs (B, N, D)."""
+    with torch.no_grad():
+        t = distance_relation(teacher.detach())
+    s = distance_relation(student)
+    return F.smooth_l1_loss(s, t)
+
+
+def _angles(e: torch.Tensor, anchors: slice) -> torch.Tensor:
+    """ψ_A with vertex j in ``anchors``: (B, n_anchor, N, N), entry [b, j, i, k] = <e_ij, e_kj>."""
+    diff = e.unsqueeze(1) - e[:, anchors].unsqueeze(2)  # (B, A, N, D): t_i - t_j
+    unit = F.normalize(diff, p=2, dim=-1)
+    return unit @ unit.transpose(2, 3)
+
+
+def rkd_angle(student: torch.Tensor, teacher: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """L_A (Eq. 5): mean Huber(ψ_A(s), ψ_A(t)) over all N³ triplets and the batch. Inputs (B, N, D).
+
+    Computed ``chunk`` anchors at a time (same value as the dense form).
+    """
+    b, n, _ = student.shape
+    total = student.new_zeros(())
+    for start in range(0, n, chunk):
+        anchors = slice(start, min(n, start + chunk))
+        with torch.no_grad():
+            t = _angles(teacher.detach(), anchors)
+        s = _angles(student, anchors)
+        total = total + F.smooth_l1_loss(s, t, reduction="sum")
+    return total / (b * n**3)
+
+
+def crd_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    patch: int | None = None,
+    granularities: tuple[str, ...] = GRANULARITIES,
+    distance_weight: float = 1.0,
+    angle_weight: float = 2.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """L_CRD = Σ_g (distance_weight·L_D + angle_weight·L_A) over granularities (Eqs. 8-9).
+
+    ``student`` and ``teacher`` are generator outputs (B, C, H, W). Returns the loss and a dict of the
+    detached per-granularity parts (``column/distance`` ...) for logging.
+    """
+    if student.shape != teacher.shape:
+        raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} outputs differ")
+    patch = default_patch_size(student.shape[-2], student.shape[-1]) if patch is None else patch
+    total = student.new_zeros(())
+    parts: dict[str, float] = {}
+    for g in granularities:
+        us, ut = slice_units(student, g, patch), slice_units(teacher, g, patch)
+        dist = rkd_distance(us, ut)
+        ang = rkd_angle(us, ut)
+        parts[f"{g}/distance"] = float(dist.detach())
+        parts[f"{g}/angle"] = float(ang.detach())
+        total = total + distance_weight * dist + angle_weight * ang
+    return total, parts
+
+
+class frozen:  # noqa: N801  (used as a context manager: ``with frozen(d_bar): ...``)
+    """Context manager: ``requires_grad=False`` on every parameter of ``module``, restored on exit.
+
+    This is the "freezing" half of CRD's updating-freezing teacher discriminator (crd §3.3, Eq. 12,
+    sg(D̄)): the student's adversarial loss back-propagates *through* D̄ into the student, but D̄'s own
+    weights receive no gradient from that loss.
+    """
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+        self._saved: list[tuple[torch.nn.Parameter, bool]] = []
+
+    def __enter__(self) -> torch.nn.Module:
+        self._saved = [(p, p.requires_grad) for p in self.module.parameters()]
+        for p, _ in self._saved:
+            p.requires_grad_(False)
+        return self.module
+
+    def __exit__(self, *exc: object) -> None:
+        for p, flag in self._saved:
+            p.requires_grad_(flag)
