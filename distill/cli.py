@@ -21,6 +21,7 @@ from distill.errors import SlimganError
 COMMAND_MODULES = (
     "distill.commands.data",
     "distill.commands.checkpoint",
+    "serve.cli",
 )
 
 

@@ -1,0 +1,85 @@
+"""The app factory. ``create_app(settings)`` reads every manifest up front (bad bundles fail before the
+server binds), and its lifespan loads and warms each model in a worker thread, starting each
+model's micro-batcher as it becomes ready. ``/v2/health/live`` answers at once; ``/v2/health/ready``
+answers 503 until every model is warm. On shutdown, queued requests finish before backends close.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from distill import __version__
+from serve.deps import ServerState
+from serve.errors import install_error_handlers
+from serve.metrics import RequestMetricsMiddleware
+from serve.routers import health, inference, metrics, models, ui
+from serve.served_model import build_models
+from serve.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+
+async def load_models(state: ServerState) -> None:
+    """Load and warm every model off the event loop; a failure marks that model ``failed``."""
+    try:
+        for model in state.models.values():
+            try:
+                await anyio.to_thread.run_sync(model.load)
+            except Exception as exc:  # keep serving health so the failure is visible, not a crash loop
+                model.state = "failed"
+                model.error = str(exc)
+                log.error("model %s failed to load: %s", model.name, exc)
+                continue
+            model.start(state.metrics)
+    finally:
+        state.loading_done = True
+    if state.ready:
+        log.info("ready: %s", ", ".join(state.models))
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state: ServerState = app.state.server
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(load_models, state)
+        yield
+        tg.cancel_scope.cancel()
+    for model in state.models.values():
+        await model.stop()
+
+
+def create_app(settings: ServeSettings | None = None) -> FastAPI:
+    """Build the FastAPI app for ``settings`` (default: from ``SLIMGAN_*`` environment variables)."""
+    settings = settings or ServeSettings()
+    state = ServerState(settings=settings, models=build_models(settings))
+    app = FastAPI(
+        title="slimgan",
+        version=__version__,
+        description="Serve slimgan bundles: image-to-image translation and seeded generation. "
+        'Errors are JSON objects {"error": ...}.',
+        lifespan=lifespan,
+    )
+    app.state.server = state
+    install_error_handlers(app)
+    for router in (health.router, models.router, inference.router, metrics.router, ui.router):
+        app.include_router(router)
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+    if settings.cors:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Accept", "Authorization", "X-API-Key"],
+        )
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory serve.app:app_from_env`` (multi-worker runs)."""
+    return create_app(ServeSettings())

@@ -1,0 +1,184 @@
+"""Dynamic micro-batching: one bounded queue and one batcher task per model.
+
+A request submits its rows (1 for translate, ``count`` for generate) and awaits a future. The batcher
+takes the first waiting request, then keeps collecting until the batch holds ``max_batch`` rows or
+``max_delay`` has passed since that first request, groups the collected requests by input shape,
+and runs each group on the model's single inference thread (off the event loop), so a new batch
+forms while the previous one computes. When ``queue_size`` requests are already waiting,
+:meth:`MicroBatcher.submit` raises :class:`QueueFull` (the route answers 503 + Retry-After).
+:meth:`MicroBatcher.stop` lets every queued request finish before the task ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from serve.metrics import ServerMetrics
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """The model's queue holds ``queue_size`` requests already."""
+
+
+class BatcherClosed(Exception):
+    """The batcher is shutting down and takes no new requests."""
+
+
+@dataclass
+class _Request:
+    rows: np.ndarray  # (n, ...) model input rows
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+    abandoned: bool = False
+
+
+_STOP = object()
+
+
+class MicroBatcher:
+    """Batches requests for one model's ``run_fn(batch) -> batch``."""
+
+    def __init__(
+        self,
+        model: str,
+        run_fn: Callable[[np.ndarray], np.ndarray],
+        max_batch: int,
+        max_delay_s: float,
+        queue_size: int,
+        metrics: ServerMetrics,
+        fixed_batch: int | None = None,
+    ) -> None:
+        self.model = model
+        self.run_fn = run_fn
+        self.max_batch = max(1, max_batch)
+        self.max_delay_s = max(0.0, max_delay_s)
+        self.queue_size = queue_size
+        self.fixed_batch = fixed_batch
+        self.metrics = metrics
+        self._queue: asyncio.Queue = asyncio.Queue()  # bounded by ``depth`` checks, so _STOP always fits
+        self.depth = 0
+        self._closed = False
+        self._task: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{model}")
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.model}")
+
+    async def stop(self) -> None:
+        """Take no new requests, finish the queued ones, then end the task and the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            self._queue.put_nowait(_STOP)
+            await self._task
+        self._executor.shutdown(wait=True)
+
+    def submit(self, rows: np.ndarray) -> _Request:
+        if self._closed:
+            raise BatcherClosed(f"model {self.model} is shutting down")
+        if self.depth >= self.queue_size:
+            raise QueueFull(f"model {self.model} has {self.depth} requests queued (limit {self.queue_size})")
+        request = _Request(rows=rows, future=asyncio.get_running_loop().create_future())
+        self.depth += 1
+        self.metrics.queue_depth.labels(self.model).set(self.depth)
+        self._queue.put_nowait(request)
+        return request
+
+    async def infer(self, rows: np.ndarray, timeout_s: float) -> np.ndarray:
+        """Queue ``rows`` and wait for their outputs; ``TimeoutError`` after ``timeout_s``."""
+        request = self.submit(rows)
+        done, _ = await asyncio.wait({request.future}, timeout=timeout_s)
+        if not done:
+            request.abandoned = True
+            request.future.cancel()
+            raise TimeoutError(f"model {self.model} did not answer within {timeout_s:g} s")
+        return request.future.result()
+
+    def _take(self, request: _Request) -> None:
+        self.depth -= 1
+        self.metrics.queue_depth.labels(self.model).set(self.depth)
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is _STOP:
+                break
+            self._take(first)
+            batch = [first]
+            rows = len(first.rows)
+            deadline = loop.time() + self.max_delay_s
+            while rows < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                if item is _STOP:
+                    stopping = True
+                    break
+                self._take(item)
+                batch.append(item)
+                rows += len(item.rows)
+            await self._execute(batch)
+
+    async def _execute(self, batch: list[_Request]) -> None:
+        loop = asyncio.get_running_loop()
+        live = [r for r in batch if not r.abandoned and not r.future.done()]
+        groups: OrderedDict[tuple, list[_Request]] = OrderedDict()
+        for request in live:
+            groups.setdefault((request.rows.shape[1:], request.rows.dtype.str), []).append(request)
+        for members in groups.values():
+            now = time.perf_counter()
+            for request in members:
+                self.metrics.queue_duration.labels(self.model).observe(now - request.enqueued)
+            stacked = np.concatenate([r.rows for r in members]) if len(members) > 1 else members[0].rows
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._run_chunks, stacked)
+            except Exception as exc:  # a backend failure fails these requests, not the batcher
+                log.exception("inference failed for model %s", self.model)
+                for request in members:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                continue
+            offset = 0
+            for request in members:
+                n = len(request.rows)
+                if not request.future.done():
+                    request.future.set_result(outputs[offset : offset + n])
+                offset += n
+
+    def _run_chunks(self, stacked: np.ndarray) -> np.ndarray:
+        """Run ``stacked`` in chunks of at most ``max_batch`` rows (padded when the graph wants a fixed batch)."""
+        outs = []
+        for start in range(0, len(stacked), self.max_batch):
+            chunk = stacked[start : start + self.max_batch]
+            n = len(chunk)
+            if self.fixed_batch and n != self.fixed_batch:
+                pad = np.repeat(chunk[-1:], self.fixed_batch - n, axis=0)
+                chunk = np.concatenate([chunk, pad])
+            t0 = time.perf_counter()
+            out = self.run_fn(chunk)
+            self.metrics.compute_duration.labels(self.model).observe(time.perf_counter() - t0)
+            self.metrics.execution_count.labels(self.model).inc()
+            self.metrics.inference_count.labels(self.model).inc(n)
+            self.metrics.batch_size.labels(self.model).observe(n)
+            outs.append(out[:n])
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)

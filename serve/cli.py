@@ -1,0 +1,100 @@
+"""``slimgan serve BUNDLE [BUNDLE ...]``: run the HTTP server (torch-free path).
+
+Flags override ``SLIMGAN_*`` environment variables, which override defaults (see
+:class:`serve.settings.ServeSettings`). A bundle may be given as ``NAME=PATH`` to choose its model name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+_FLAGS: dict[str, dict[str, Any]] = {
+    "host": {"help": "bind address (default 127.0.0.1)"},
+    "port": {"type": int, "help": "port (default 8000; 0 picks a free one)"},
+    "workers": {"type": int, "help": "uvicorn worker processes (default 1)"},
+    "backend": {
+        "choices": ["onnxruntime", "tensorrt", "dummy"],
+        "help": "inference backend (default onnxruntime)",
+    },
+    "precision": {
+        "choices": ["fp32", "fp16", "int8"],
+        "help": "which ONNX file of the bundle (default fp32)",
+    },
+    "device": {
+        "choices": ["auto", "cpu", "cuda"],
+        "help": "ONNX Runtime device (default auto: CUDA when present)",
+    },
+    "threads": {"type": int, "help": "ONNX Runtime intra-op threads (default 0 = all cores)"},
+    "max_batch": {"type": int, "help": "largest micro-batch (default 8)"},
+    "max_delay_ms": {"type": float, "help": "longest wait to fill a micro-batch (default 5)"},
+    "queue": {"type": int, "help": "queued requests per model before 503 (default 64)"},
+    "timeout_s": {"type": float, "help": "per-request deadline before 504 (default 30)"},
+    "api_key": {"help": "require this key (X-API-Key or Authorization: Bearer) on /v2/models* and /metrics"},
+    "cors": {"action": "append", "metavar": "ORIGIN", "help": "allow this CORS origin (repeatable)"},
+    "max_body_bytes": {"type": int, "help": "largest request body in bytes (default 16 MiB)"},
+    "max_pixels": {"type": int, "help": "largest image in pixels (default 4096*4096)"},
+    "max_count": {"type": int, "help": "most images per generate request (default 16)"},
+    "log_level": {"help": "uvicorn log level (default info)"},
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve exported bundles over HTTP",
+        description="Serve one or more slimgan bundles over HTTP (FastAPI + uvicorn). "
+        "Every flag can also be set as SLIMGAN_<FLAG> in the environment.",
+    )
+    parser.add_argument("bundles", nargs="*", metavar="BUNDLE", help="bundle directory, or NAME=DIR")
+    for dest, kwargs in _FLAGS.items():
+        parser.add_argument("--" + dest.replace("_", "-"), dest=dest, default=None, **kwargs)
+    parser.set_defaults(func=run_serve)
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """ServeSettings from the environment, overridden by the flags given."""
+    from pydantic import ValidationError
+
+    from distill.errors import ConfigError
+    from serve.settings import ServeSettings
+
+    overrides = {dest: getattr(args, dest) for dest in _FLAGS if getattr(args, dest, None) is not None}
+    if args.bundles:
+        overrides["bundles"] = list(args.bundles)
+    try:
+        return ServeSettings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        raise ConfigError(f"--{loc.replace('_', '-')}: {first.get('msg')}") from exc
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Check the bundles, then run uvicorn until interrupted."""
+    import uvicorn
+
+    from serve.app import create_app
+
+    settings = settings_from_args(args)
+    create_app(settings)  # fails fast, with one line, on a bad bundle or a missing backend
+    common = dict(
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.graceful_timeout_s) or None,
+        access_log=False,
+    )
+    if settings.workers > 1:
+        # Each worker process rebuilds the app from the environment.
+        for key, value in settings.model_dump().items():
+            if value is not None:
+                os.environ[f"SLIMGAN_{key.upper()}"] = (
+                    json.dumps(value) if isinstance(value, list) else str(value)
+                )
+        uvicorn.run("serve.app:app_from_env", factory=True, workers=settings.workers, **common)
+    else:
+        uvicorn.run(create_app(settings), **common)
+    return 0

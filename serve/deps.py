@@ -1,0 +1,104 @@
+"""Shared request plumbing: server state, API-key check, model lookup, bounded body reads."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from serve.errors import ApiError
+from serve.metrics import ServerMetrics
+from serve.served_model import ServedModel
+from serve.settings import ServeSettings
+
+
+@dataclass
+class ServerState:
+    """What the app holds in ``app.state.server``."""
+
+    settings: ServeSettings
+    models: dict[str, ServedModel]
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    loading_done: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.loading_done and all(m.ready for m in self.models.values())
+
+    @property
+    def failed(self) -> list[ServedModel]:
+        return [m for m in self.models.values() if m.state == "failed"]
+
+
+def get_state(request: Request) -> ServerState:
+    return request.app.state.server
+
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the server's --api-key")
+_bearer = HTTPBearer(auto_error=False, description="the server's --api-key as a bearer token")
+
+
+async def require_api_key(
+    request: Request,
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """401 unless the request carries the key (``X-API-Key`` or ``Authorization: Bearer``), when one is set."""
+    expected = get_state(request).settings.api_key
+    if not expected:
+        return
+    given = api_key or (bearer.credentials if bearer else None)
+    if not given or not secrets.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(
+            401,
+            "missing or wrong API key (send X-API-Key or Authorization: Bearer)",
+            {"WWW-Authenticate": "Bearer"},
+        )
+
+
+def get_model(name: str, request: Request) -> ServedModel:
+    """The model called ``name`` (404 otherwise)."""
+    models = get_state(request).models
+    model = models.get(name)
+    if model is None:
+        raise ApiError(404, f"unknown model {name!r}; served models: {', '.join(sorted(models))}")
+    return model
+
+
+def get_ready_model(model: Annotated[ServedModel, Depends(get_model)]) -> ServedModel:
+    """The model, once loaded and warmed (503 + Retry-After before)."""
+    if not model.ready:
+        raise ApiError(503, f"model {model.name} is {model.state}", {"Retry-After": "1"})
+    return model
+
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+ModelDep = Annotated[ServedModel, Depends(get_model)]
+ReadyModelDep = Annotated[ServedModel, Depends(get_ready_model)]
+
+
+def media_type_of(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or 413 as soon as it exceeds ``limit`` bytes (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError as exc:
+            raise ApiError(400, f"bad Content-Length {declared!r}") from exc
+        if size > limit:
+            raise ApiError(413, f"body is {size} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise ApiError(413, f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,254 @@
+"""Inference routes: ``translate`` (image in, image out) and ``generate`` (seed in, image(s) out).
+
+Decoding, pre/post-processing and encoding run in worker threads; the backend runs on the model's
+inference thread behind the micro-batcher. The event loop only moves bytes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import anyio
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from serve.batching import BatcherClosed, QueueFull
+from serve.deps import ReadyModelDep, ServerState, StateDep, media_type_of, read_body, require_api_key
+from serve.errors import ApiError
+from serve.imaging import INPUT_MEDIA_TYPES, decode_image, encode_image, make_grid
+from serve.schemas import IMAGE_MEDIA_TYPES, ErrorResponse, GenerateRequest, ImageFormat
+from serve.served_model import ServedModel
+
+router = APIRouter(prefix="/v2/models", tags=["inference"], dependencies=[Depends(require_api_key)])
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_RETRY = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait before retrying"}}
+
+
+def _error(description: str, **extra: Any) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description, **extra}
+
+
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("bad input: not an image, truncated or corrupt, or the wrong task for this model"),
+    401: _error("missing or wrong API key"),
+    404: _error("unknown model"),
+    413: _error("body over the byte limit, or image over the pixel limit"),
+    415: _error("unsupported content type"),
+    422: _error("invalid parameters or JSON"),
+    500: _error("inference failed inside the backend"),
+    503: _error("queue full, model loading or server shutting down", headers=_RETRY),
+    504: _error("the request timed out"),
+}
+
+_IMAGE_OUT = {
+    "description": "the translated image, at the input's size",
+    "content": {media: _BINARY for media in IMAGE_MEDIA_TYPES.values()},
+}
+
+_TRANSLATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "PNG, JPEG, WebP or BMP",
+                        },
+                        "format": {"type": "string", "enum": list(IMAGE_MEDIA_TYPES)},
+                    },
+                }
+            },
+            **{media: _BINARY for media in INPUT_MEDIA_TYPES},
+            "application/octet-stream": _BINARY,
+        },
+    }
+}
+
+_GENERATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": GenerateRequest.model_json_schema()}},
+    }
+}
+
+
+def format_from_accept(accept: str | None) -> str | None:
+    """The image format the ``Accept`` header prefers (highest q, first on ties), or None."""
+    best: tuple[float, str] | None = None
+    by_media = {v: k for k, v in IMAGE_MEDIA_TYPES.items()}
+    for part in (accept or "").split(","):
+        media, *params = [p.strip() for p in part.split(";")]
+        fmt = by_media.get(media.lower())
+        if fmt is None:
+            continue
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > 0 and (best is None or q > best[0]):
+            best = (q, fmt)
+    return best[1] if best else None
+
+
+async def run_model(model: ServedModel, rows: np.ndarray, state: ServerState) -> np.ndarray:
+    """Queue ``rows`` on the model's batcher, mapping overload to 503 and deadline to 504."""
+    assert model.batcher is not None
+    retry = {"Retry-After": str(state.settings.retry_after_s)}
+    try:
+        return await model.batcher.infer(rows, state.settings.timeout_s)
+    except QueueFull as exc:
+        raise ApiError(503, f"{exc}; retry later", retry) from exc
+    except BatcherClosed as exc:
+        raise ApiError(503, str(exc), retry) from exc
+    except TimeoutError as exc:
+        raise ApiError(504, str(exc)) from exc
+    except ApiError:
+        raise
+    except Exception as exc:  # backend failure: logged by the batcher, answered without internals
+        raise ApiError(500, f"inference failed for model {model.name}") from exc
+
+
+async def _read_translate_input(request: Request, limit: int) -> tuple[bytes, str | None]:
+    """(image bytes, format field) from a multipart form or a raw image body."""
+    media = media_type_of(request)
+    if media == "multipart/form-data":
+        body = await read_body(request, limit)
+
+        async def replay() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        form = await Request(request.scope, replay).form(max_files=2, max_fields=8)
+        try:
+            field = form.get("image")
+            fmt = form.get("format")
+            if field is None:
+                raise ApiError(422, "multipart field 'image' is required")
+            data = await field.read() if isinstance(field, UploadFile) else field.encode()
+        finally:
+            await form.close()
+        if fmt is not None and not isinstance(fmt, str):
+            raise ApiError(422, "multipart field 'format' must be text")
+        return data, fmt
+    if media in INPUT_MEDIA_TYPES or media == "application/octet-stream":
+        return await read_body(request, limit), None
+    shown = media or "none"
+    raise ApiError(
+        415,
+        f"content type {shown} is not accepted; send multipart/form-data with field 'image', "
+        f"or a raw body of type {', '.join(INPUT_MEDIA_TYPES)}",
+    )
+
+
+def _check_format(fmt: str | None) -> str | None:
+    if fmt is not None and fmt not in IMAGE_MEDIA_TYPES:
+        raise ApiError(422, f"format {fmt!r} is not one of {', '.join(IMAGE_MEDIA_TYPES)}")
+    return fmt
+
+
+@router.post(
+    "/{name}/translate",
+    response_class=Response,
+    responses={200: _IMAGE_OUT, **COMMON_ERRORS},
+    openapi_extra=_TRANSLATE_BODY,
+    summary="Translate an image",
+)
+async def translate(
+    request: Request,
+    model: ReadyModelDep,
+    state: StateDep,
+    format: Annotated[ImageFormat | None, Query(description="output format; else Accept, else png")] = None,
+) -> Response:
+    if model.task != "translate":
+        raise ApiError(
+            400, f"model {model.name} is a {model.task} model; use /v2/models/{model.name}/{model.task}"
+        )
+    settings = state.settings
+    data, form_format = await _read_translate_input(request, settings.max_body_bytes)
+    fmt = format or _check_format(form_format) or format_from_accept(request.headers.get("accept")) or "png"
+
+    def decode() -> Any:
+        return model.prepare(decode_image(data, settings.max_pixels))
+
+    rows, restore = await anyio.to_thread.run_sync(decode)
+    output = await run_model(model, rows, state)
+
+    def encode() -> bytes:
+        return encode_image(model.restore(output[0], restore), fmt)
+
+    content = await anyio.to_thread.run_sync(encode)
+    return Response(content, media_type=IMAGE_MEDIA_TYPES[fmt])
+
+
+@router.post(
+    "/{name}/generate",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "one image (count 1 or layout grid), or multipart/mixed with one image per part",
+            "content": {**{m: _BINARY for m in IMAGE_MEDIA_TYPES.values()}, "multipart/mixed": _BINARY},
+        },
+        **COMMON_ERRORS,
+    },
+    openapi_extra=_GENERATE_BODY,
+    summary="Generate images from a seed",
+)
+async def generate(
+    request: Request,
+    model: ReadyModelDep,
+    state: StateDep,
+) -> Response:
+    if model.task != "generate":
+        raise ApiError(
+            400, f"model {model.name} is a {model.task} model; use /v2/models/{model.name}/{model.task}"
+        )
+    media = media_type_of(request)
+    if media != "application/json" and not media.endswith("+json"):
+        raise ApiError(415, f"content type {media or 'none'} is not accepted; send application/json")
+    settings = state.settings
+    body = await read_body(request, settings.max_body_bytes)
+    try:
+        params = GenerateRequest.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        raise ApiError(422, f"{loc + ': ' if loc else ''}{first.get('msg', 'invalid')}") from exc
+    if params.count > settings.max_count:
+        raise ApiError(422, f"count: at most {settings.max_count} images per request, got {params.count}")
+    fmt = params.format
+    if "format" not in params.model_fields_set:
+        fmt = format_from_accept(request.headers.get("accept")) or fmt
+    rows = model.latents(params.seed, params.count)
+    output = await run_model(model, rows, state)
+
+    def encode() -> tuple[bytes, str]:
+        images = model.images_from(output)
+        if len(images) == 1 or params.layout == "grid":
+            return encode_image(images[0] if len(images) == 1 else make_grid(images), fmt), IMAGE_MEDIA_TYPES[
+                fmt
+            ]
+        boundary = uuid.UUID(int=params.seed * 1000 + params.count).hex  # deterministic bytes per request
+        parts = []
+        for i, image in enumerate(images):
+            head = (
+                f"--{boundary}\r\nContent-Type: {IMAGE_MEDIA_TYPES[fmt]}\r\n"
+                f'Content-Disposition: inline; filename="seed-{params.seed + i}.{fmt}"\r\n\r\n'
+            )
+            parts.append(head.encode() + encode_image(image, fmt) + b"\r\n")
+        parts.append(f"--{boundary}--\r\n".encode())
+        return b"".join(parts), f"multipart/mixed; boundary={boundary}"
+
+    content, media_type = await anyio.to_thread.run_sync(encode)
+    return Response(content, media_type=media_type)

@@ -1,0 +1,164 @@
+"""One served bundle: its manifest, backend, micro-batcher and the translate / generate pipelines."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from distill.errors import ConfigError
+from export.manifest import Manifest
+from serve.backends import Backend, backend_class, create_backend
+from serve.batching import MicroBatcher
+from serve.imaging import Restore, array_to_image, latents_for, prepare_translate, restore_translate, to_uint8
+from serve.metrics import ServerMetrics
+from serve.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def parse_bundle_arg(arg: str) -> tuple[str | None, Path]:
+    """``NAME=PATH`` or ``PATH`` -> (explicit name or None, path)."""
+    name, sep, path = arg.partition("=")
+    if sep and _NAME_RE.match(name) and not Path(arg).exists():
+        return name, Path(path)
+    return None, Path(arg)
+
+
+class ServedModel:
+    """A bundle behind the HTTP API. ``state``: ``pending`` -> ``loading`` -> ``ready`` (or ``failed``)."""
+
+    def __init__(self, name: str, bundle_dir: Path, manifest: Manifest, settings: ServeSettings) -> None:
+        self.name = name
+        self.bundle_dir = bundle_dir
+        self.manifest = manifest
+        self.settings = settings
+        self.task = manifest.task
+        self.backend_name = settings.backend
+        self.backend: Backend | None = None
+        self.batcher: MicroBatcher | None = None
+        self.state = "pending"
+        self.error: str | None = None
+        self.max_batch = settings.max_batch if manifest.dynamic_batch else 1
+        spatial = manifest.input.shape[2:4] if len(manifest.input.shape) >= 4 else []
+        if manifest.preprocessing.fixed_size:
+            self.fixed_size: tuple[int, int] | None = tuple(manifest.preprocessing.fixed_size)[:2]  # (H, W)
+        elif len(spatial) == 2 and all(isinstance(d, int) for d in spatial):
+            self.fixed_size = (int(spatial[0]), int(spatial[1]))
+        else:
+            self.fixed_size = None
+        self.latent_shape: tuple[int, ...] = ()
+        if self.task == "generate":
+            dims = manifest.input.shape[1:]
+            if dims and all(isinstance(d, int) for d in dims):
+                self.latent_shape = tuple(int(d) for d in dims)
+            elif manifest.preprocessing.latent_size:
+                self.latent_shape = (int(manifest.preprocessing.latent_size),)
+            else:
+                raise ConfigError(f"bundle {bundle_dir}: generate model without a static latent size")
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    def load(self) -> None:
+        """Open the backend and warm it up at batch 1 and the largest batch (blocking; run in a thread)."""
+        self.state = "loading"
+        t0 = time.perf_counter()
+        self.backend = create_backend(self.backend_name, self.bundle_dir, self.manifest, self.settings)
+        if self.backend.max_batch:
+            self.max_batch = min(self.max_batch, self.backend.max_batch)
+        example = self.example_rows(1)
+        for n in sorted({1, self.max_batch}):
+            batch = np.repeat(example, n, axis=0)
+            if self.backend.fixed_batch:
+                batch = np.repeat(example, self.backend.fixed_batch, axis=0)
+            self.backend.run(batch)
+        log.info(
+            "model %s (%s, %s) loaded and warmed in %.2f s",
+            self.name,
+            self.task,
+            self.backend_name,
+            time.perf_counter() - t0,
+        )
+
+    def start(self, metrics: ServerMetrics) -> None:
+        """Start the micro-batcher (on the event loop) once :meth:`load` has finished."""
+        assert self.backend is not None, "load() must run before start()"
+        self.batcher = MicroBatcher(
+            self.name,
+            self.backend.run,
+            self.max_batch,
+            self.settings.max_delay_ms / 1000.0,
+            self.settings.queue,
+            metrics,
+            fixed_batch=self.backend.fixed_batch,
+        )
+        self.batcher.start()
+        self.state = "ready"
+        metrics.model_ready.labels(self.name).set(1)
+
+    async def stop(self) -> None:
+        """Finish queued requests, then release the backend."""
+        if self.batcher is not None:
+            await self.batcher.stop()
+        self.close()
+
+    def example_rows(self, n: int) -> np.ndarray:
+        """Warm-up input: latents for generate, a mid-grey image of the usual size for translate."""
+        if self.task == "generate":
+            return latents_for(0, n, self.latent_shape)
+        channels = 1 if self.manifest.preprocessing.color == "L" else 3
+        h, w = self.fixed_size or (64, 64)
+        return np.zeros((n, channels, h, w), dtype=np.float32)
+
+    def latents(self, seed: int, count: int) -> np.ndarray:
+        """``(count, *latent_shape)``: image ``i`` uses seed ``seed + i``."""
+        return latents_for(seed, count, self.latent_shape)
+
+    def prepare(self, image: Image.Image) -> tuple[np.ndarray, Restore]:
+        return prepare_translate(
+            image, self.manifest.preprocessing, self.fixed_size, self.settings.max_infer_side
+        )
+
+    def restore(self, output: np.ndarray, restore: Restore) -> Image.Image:
+        return restore_translate(output, self.manifest.postprocessing, restore)
+
+    def images_from(self, outputs: np.ndarray) -> list[Image.Image]:
+        post = self.manifest.postprocessing
+        return [array_to_image(to_uint8(o, post), "L" if post.color == "L" else "RGB") for o in outputs]
+
+    def public(self) -> dict:
+        return self.manifest.public_dict()
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+
+
+def build_models(settings: ServeSettings) -> dict[str, ServedModel]:
+    """Read every bundle's manifest and check its backend can load it (fast; no session is opened)."""
+    if not settings.bundles:
+        raise ConfigError("no bundle given: slimgan serve BUNDLE [BUNDLE ...]")
+    backend_cls = backend_class(settings.backend)
+    models: dict[str, ServedModel] = {}
+    for arg in settings.bundles:
+        explicit, path = parse_bundle_arg(arg)
+        manifest = Manifest.load(path)
+        if settings.backend != "dummy":
+            backend_cls.check(path, manifest, settings)
+        name = explicit or manifest.name or path.resolve().name
+        if name in models or not _NAME_RE.match(name):
+            name = path.resolve().name
+        if not _NAME_RE.match(name):
+            raise ConfigError(f"bundle {path}: model name {name!r} is not URL-safe; serve it as NAME={path}")
+        if name in models:
+            raise ConfigError(f"two bundles are both named {name!r}; give one a name with NAME=PATH")
+        models[name] = ServedModel(name, path, manifest, settings)
+    return models

@@ -1,0 +1,47 @@
+"""Server configuration: ``ServeSettings`` reads ``SLIMGAN_*`` environment variables (pydantic-settings).
+
+The CLI fills the same fields from its flags; a flag wins over the environment. List fields
+(``bundles``, ``cors``) are JSON arrays in the environment, e.g. ``SLIMGAN_BUNDLES='["b1", "b2"]'``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BackendName = Literal["onnxruntime", "tensorrt", "dummy"]
+
+
+class ServeSettings(BaseSettings):
+    """Everything ``slimgan serve`` can be told; each field is also ``SLIMGAN_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SLIMGAN_", extra="ignore", frozen=True)
+
+    bundles: list[str] = Field(default_factory=list, description="bundle directories to serve")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, description="uvicorn worker processes (each loads every bundle)")
+    backend: BackendName = "onnxruntime"
+    precision: Literal["fp32", "fp16", "int8"] = Field("fp32", description="which ONNX file of the bundle")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="ONNX Runtime: CUDA provider when present"
+    )
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = all cores")
+    max_batch: int = Field(8, ge=1, le=256, description="largest micro-batch")
+    max_delay_ms: float = Field(5.0, ge=0, le=10_000, description="longest wait to fill a micro-batch")
+    queue: int = Field(64, ge=1, description="pending requests per model before 503")
+    timeout_s: float = Field(30.0, gt=0, description="per-request deadline before 504")
+    api_key: str | None = Field(None, description="when set, /v2/models* and /metrics need it")
+    cors: list[str] = Field(default_factory=list, description="allowed CORS origins")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1, description="largest request body")
+    max_pixels: int = Field(4096 * 4096, ge=1, description="largest decoded image (width x height)")
+    max_infer_side: int = Field(1024, ge=8, description="larger inputs are downscaled for inference")
+    max_count: int = Field(16, ge=1, le=256, description="most images one generate request may ask for")
+    dummy_delay_ms: float = Field(0.0, ge=0, description="dummy backend: simulated compute per batch")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After seconds sent with 503")
+    graceful_timeout_s: float = Field(
+        30.0, ge=0, description="how long shutdown waits for in-flight requests"
+    )
+    log_level: str = "info"

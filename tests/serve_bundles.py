@@ -1,0 +1,99 @@
+"""Build tiny serving bundles (model.onnx + manifest.json) from zoo models for the serve tests.
+
+Uses ``export.bundle.export_bundle`` when that API exists; otherwise exports with
+``torch.onnx.export`` and writes the manifest by hand (same schema). Tests may import torch;
+the server under test never does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from export.manifest import Manifest, Postprocessing, Preprocessing, TensorSpec
+
+
+def _manifest(name: str, task: str, arch: str, kwargs: dict[str, Any], inp: TensorSpec, out: TensorSpec,
+              pre: Preprocessing, **extra: Any) -> Manifest:
+    return Manifest(
+        name=name, task=task, arch=arch, input=inp, output=out, preprocessing=pre, postprocessing=Postprocessing(),
+        opset=17, files={"fp32": "model.onnx"}, source_checkpoint="", source_sha256="", macs=0, params=0,
+        arch_kwargs=kwargs, **extra,
+    )
+
+
+def build_bundle(out: Path, arch: str, name: str | None = None, res: int = 64, **kwargs: Any) -> Path:
+    """Export ``create_model(arch, **kwargs)`` to ``out`` as a bundle and return ``out``."""
+    import torch
+
+    from distill import create_model, model_info
+
+    info = model_info(arch)
+    model = create_model(arch, **kwargs).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    name = name or out.name
+    if info.task == "generate":
+        nz = int(model.slimgan_config["kwargs"].get("nz", 100))
+        size = int(model.slimgan_config["kwargs"].get("image_size", res))
+        example = torch.randn(1, nz)
+        axes = {"z": {0: "batch"}, "output": {0: "batch"}}
+        inp = TensorSpec("z", ["batch", nz], value_range=None, distribution="normal")
+        outspec = TensorSpec("output", ["batch", 3, size, size], value_range=[-1.0, 1.0])
+        pre = Preprocessing(latent_size=nz)
+        manifest = _manifest(name, "generate", arch, model.slimgan_config["kwargs"], inp, outspec, pre)
+        names = (["z"], ["output"])
+    else:
+        example = torch.rand(1, 3, res, res) * 2 - 1
+        axes = {"input": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "height", 3: "width"}}
+        inp = TensorSpec("input", ["batch", 3, "height", "width"], value_range=[-1.0, 1.0])
+        outspec = TensorSpec("output", ["batch", 3, "height", "width"], value_range=[-1.0, 1.0])
+        pre = Preprocessing(size_multiple=max(4, int(info.size_multiple)))
+        manifest = _manifest(name, "translate", arch, model.slimgan_config["kwargs"], inp, outspec, pre,
+                             dynamic_spatial=True)
+    with torch.no_grad():
+        torch.onnx.export(
+            model, (example,), str(out / "model.onnx"), input_names=names[0] if info.task == "generate" else ["input"],
+            output_names=["output"], dynamic_axes=axes, opset_version=17, dynamo=False,
+        )
+    manifest.save(out)
+    return out
+
+
+def dummy_bundle(out: Path, task: str, name: str | None = None, nz: int = 16, size: int = 32) -> Path:
+    """A manifest-only bundle for the dummy backend (no ONNX file is needed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    name = name or out.name
+    if task == "generate":
+        manifest = _manifest(
+            name, "generate", "dcgan", {"nz": nz}, TensorSpec("z", ["batch", nz], value_range=None,
+                                                               distribution="normal"),
+            TensorSpec("output", ["batch", 3, size, size]), Preprocessing(latent_size=nz),
+        )
+    else:
+        manifest = _manifest(
+            name, "translate", "mobile_resnet_9blocks", {}, TensorSpec("input", ["batch", 3, "height", "width"]),
+            TensorSpec("output", ["batch", 3, "height", "width"]), Preprocessing(size_multiple=4),
+            dynamic_spatial=True,
+        )
+    manifest.save(out)
+    return out
+
+
+def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
+    """A valid 1-bit grayscale PNG of ``width`` x ``height`` zeros (a few tens of kB; gigapixels decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" * (1 + (width + 7) // 8)
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def manifest_json(bundle: Path) -> dict[str, Any]:
+    return json.loads((bundle / "manifest.json").read_text())
