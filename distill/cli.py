@@ -21,6 +21,9 @@ from distill.errors import SlimganError
 COMMAND_MODULES = (
     "distill.commands.data",
     "distill.commands.checkpoint",
+    "distill.commands.train",
+    "export.cli",
+    "benchmarks.cli",
     "serve.cli",
 )
 
