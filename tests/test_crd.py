@@ -151,3 +151,28 @@ def test_gram_matrix_hand_computed():
     x = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])  # (1, C=2, H=1, W=2)
     expected = torch.tensor([[[5.0, 11.0], [11.0, 25.0]]]) / 4
     torch.testing.assert_close(gram_matrix(x), expected)
+
+
+def test_crd_and_teacher_adv_terms_in_a_step_context():
+    from distill.engine.context import StepContext
+    from distill.losses.base import build_loss
+
+    torch.manual_seed(0)
+    student = torch.nn.Conv2d(3, 3, 3, padding=1)
+    d_bar = torch.nn.Conv2d(6, 1, 4, stride=2)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    t = torch.rand(2, 3, 16, 16) * 2 - 1
+    ctx = StepContext(step=0, real_a=x, real_b=None, paired=False, student=student, student_out=student(x),
+                      teacher_out=t, teacher_discriminator=d_bar)
+    crd = build_loss({"name": "crd", "weight": 25.0, "patch": 4})
+    expected, _ = crd_loss(ctx.student_out, t, patch=4)
+    assert crd(ctx).item() == pytest.approx(expected.item(), rel=1e-6)
+    adv = build_loss({"name": "teacher_adv", "conditional": True})
+    before = d_bar.weight.detach().clone()
+    adv(ctx).backward()
+    assert d_bar.weight.grad is None and torch.equal(before, d_bar.weight)
+    assert student.weight.grad is not None
+    off = build_loss({"name": "perceptual", "vgg16": False})
+    assert off(ctx).item() == 0.0 and "vgg16=off" in repr(off)
+    with pytest.raises(ConfigError):
+        build_loss({"name": "perceptual"})

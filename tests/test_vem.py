@@ -100,3 +100,23 @@ def test_vem_step_order_reuses_negatives_and_updates_only_the_ebm():
     assert all(torch.equal(a, p) for a, p in zip(after_ebm, vem.energy.parameters(), strict=True))
     with pytest.raises(RuntimeError, match="ebm_step"):
         vem.student_loss(y[:1], s[:1])
+
+
+def test_vem_loss_term_in_a_step_context():
+    from distill.engine.context import StepContext
+    from distill.losses.base import build_loss
+
+    torch.manual_seed(0)
+    term = build_loss({"name": "vem", "weight": 0.1, "channels": 4, "langevin_steps": 2})
+    student = nn.Conv2d(3, 3, 3, padding=1)
+    x, y = torch.randn(2, 3, 16, 16), torch.randn(2, 3, 16, 16)
+    ctx = StepContext(step=0, real_a=x, real_b=y, paired=True, student=student, student_out=student(x),
+                      teacher_out=torch.zeros(2, 3, 16, 16))
+    term.setup(ctx)
+    assert list(term.aux_optimizers()) == ["ebm"] and list(term.student_parameters()) == []
+    stats = term.aux_step(ctx)
+    assert set(stats) == {"ebm_loss", "energy_pos", "energy_neg"}
+    # paired data: the real target y, not the teacher output, is the positive
+    s = ctx.student_out
+    expected = term.vem.energy(y, s).mean() - term.vem.energy(term.vem.last_negatives, s).mean()
+    assert term(ctx).item() == pytest.approx(expected.item(), abs=1e-3)

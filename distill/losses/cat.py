@@ -18,6 +18,9 @@ from collections.abc import Sequence
 
 import torch
 
+from distill.engine.context import StepContext
+from distill.losses.base import LossTerm, register_loss
+
 
 def kernel_alignment(student: torch.Tensor, teacher: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """KA(S, T) ∈ [0, 1] for feature maps (n, c_s, h, w) and (n, c_t, h', w'); 1 when S = T."""
@@ -36,3 +39,25 @@ def kernel_alignment_loss(student_feats: Sequence[torch.Tensor], teacher_feats: 
     for s, t in zip(student_feats, teacher_feats, strict=True):
         total = total - kernel_alignment(s, t)
     return total
+
+
+@register_loss("kernel_alignment")
+class KernelAlignment(LossTerm):
+    """λ_KA·L_KA (vem Eq. 23) over ``layers`` (paths or ``[student_path, teacher_path]``); no adapters."""
+
+    def __init__(self, layers: Sequence) -> None:
+        super().__init__()
+        from distill.losses.feature_kd import _pairs
+
+        self.pairs = _pairs(layers)
+
+    def student_layers(self) -> list[str]:
+        return [s for s, _ in self.pairs]
+
+    def teacher_layers(self) -> list[str]:
+        return [t for _, t in self.pairs]
+
+    def forward(self, ctx: StepContext) -> torch.Tensor:
+        with torch.autocast(ctx.student_out.device.type, enabled=False):
+            return kernel_alignment_loss([ctx.student_feats[s].float() for s, _ in self.pairs],
+                                         [ctx.teacher_feats[t].float() for _, t in self.pairs])

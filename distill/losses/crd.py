@@ -26,8 +26,15 @@ chunks so memory stays O(N²·D) instead of O(N³·D).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
+
+from distill.engine.context import StepContext
+from distill.errors import ConfigError
+from distill.losses.adversarial import check_gan_mode, generator_loss
+from distill.losses.base import LossTerm, register_loss
 
 GRANULARITIES = ("column", "row", "patch")
 
@@ -158,3 +165,56 @@ class frozen:  # noqa: N801  (used as a context manager: ``with frozen(d_bar): .
     def __exit__(self, *exc: object) -> None:
         for p, flag in self._saved:
             p.requires_grad_(flag)
+
+
+@register_loss("crd")
+class CRDLoss(LossTerm):
+    """``L_CRD`` between G_s(x) and G_t(x) (crd Eqs. 8-9); the recipe weight is λ_CRD (25 / 2.5).
+
+    ``patch``: P (None: scaled from 32 at 256²); ``granularities``: any of column, row, patch;
+    ``distance_weight`` / ``angle_weight``: 1 and 2 (RKD's ratio).
+    """
+
+    def __init__(self, patch: int | None = None, granularities: Sequence[str] = GRANULARITIES,
+                 distance_weight: float = 1.0, angle_weight: float = 2.0) -> None:
+        super().__init__()
+        bad = [g for g in granularities if g not in GRANULARITIES]
+        if bad or not granularities:
+            raise ValueError(f"granularities must be a non-empty subset of {list(GRANULARITIES)}, got {list(granularities)}")
+        self.patch = patch
+        self.granularities = tuple(granularities)
+        self.distance_weight, self.angle_weight = float(distance_weight), float(angle_weight)
+
+    def forward(self, ctx: StepContext) -> torch.Tensor:
+        with torch.autocast(ctx.student_out.device.type, enabled=False):
+            loss, _ = crd_loss(ctx.student_out.float(), ctx.teacher_out.float(), self.patch, self.granularities,
+                               self.distance_weight, self.angle_weight)
+        return loss
+
+
+@register_loss("teacher_adv")
+class TeacherAdversarial(LossTerm):
+    """The student's adversarial loss against the teacher discriminator D̄ with D̄ frozen (crd §3.3, Eq. 12).
+
+    With ``teacher.mode: online`` and ``teacher.online_discriminator`` the engine trains D̄ from scratch
+    with G_t in the teacher step ("updating"); here D̄ only passes gradients to G_s ("freezing",
+    sg(D̄)): ``generator_loss(D̄(G_s(x)))``. ``gan_mode`` is D̄'s objective; ``conditional`` says whether
+    D̄ sees ``cat(x, image)`` (pix2pix; None: the same as the student's D, or False without one).
+    """
+
+    needs_teacher = False
+
+    def __init__(self, gan_mode: str = "lsgan", conditional: bool | None = None) -> None:
+        super().__init__()
+        self.gan_mode = check_gan_mode(gan_mode)
+        self.conditional = conditional
+
+    def forward(self, ctx: StepContext) -> torch.Tensor:
+        d_bar = ctx.teacher_discriminator
+        if d_bar is None:
+            raise ConfigError("loss term 'teacher_adv' needs a teacher discriminator "
+                              "(teacher.online_discriminator with teacher.mode: online, or teacher.discriminator)")
+        conditional = ctx.conditional if self.conditional is None else self.conditional
+        image = torch.cat([ctx.real_a, ctx.student_out], dim=1) if conditional else ctx.student_out
+        with frozen(d_bar):
+            return generator_loss(d_bar(image), self.gan_mode)

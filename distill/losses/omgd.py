@@ -23,7 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distill.engine.context import StepContext
+from distill.errors import ConfigError
+from distill.losses.base import LossTerm, register_loss
 from distill.metrics import ssim_map
+
+EXTRA_TEACHERS = "extra_teacher_outs"  # ctx.extras key: outputs of additional (e.g. deep) online teachers
 
 
 def ssim_loss(student: torch.Tensor, target: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
@@ -71,3 +76,100 @@ def channel_distillation(
 def make_adapter(student_channels: int, teacher_channels: int) -> nn.Module:
     """f_ℓ: a 1×1 convolution from student to teacher channels (vem A.2.1)."""
     return nn.Conv2d(student_channels, teacher_channels, kernel_size=1, bias=False)
+
+
+def teacher_targets(ctx: StepContext, to: str = "teacher", name: str = "term") -> list[torch.Tensor]:
+    """What an output-level term compares G_s(x) with.
+
+    ``teacher``: G_t(x) plus any extra online teachers' outputs in ``ctx.extras["extra_teacher_outs"]``
+    (OMGD sums its output terms over the wide and the deep teacher); ``target``: the real y (paired);
+    ``auto``: y when the data is paired, else the teachers.
+    """
+    if to not in ("teacher", "target", "auto"):
+        raise ConfigError(f"loss term {name!r}: to must be teacher, target or auto, got {to!r}")
+    if to == "target" or (to == "auto" and ctx.paired and ctx.real_b is not None):
+        if ctx.real_b is None or not ctx.paired:
+            raise ConfigError(f"loss term {name!r} with to: target needs paired data (an aligned dataset)")
+        return [ctx.real_b]
+    if ctx.teacher_out is None:
+        raise ConfigError(f"loss term {name!r} needs a teacher generator")
+    return [ctx.teacher_out, *ctx.extras.get(EXTRA_TEACHERS, [])]
+
+
+class _OutputTerm(LossTerm):
+    """Σ over targets t of ``distance(G_s(x), t)``."""
+
+    def __init__(self, to: str = "teacher") -> None:
+        super().__init__()
+        self.to = to
+        self.needs_teacher = to != "target"
+
+    def distance(self, student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward(self, ctx: StepContext) -> torch.Tensor:
+        targets = teacher_targets(ctx, self.to, self.name)
+        total = ctx.student_out.new_zeros(())
+        for t in targets:
+            total = total + self.distance(ctx.student_out, t.detach())
+        return total
+
+
+@register_loss("ssim")
+class SSIMLoss(_OutputTerm):
+    """λ_SSIM·L_SSIM (vem Eq. 15): 1 - SSIM(G_s(x), G_t(x)); OMGD's λ_SSIM is 10."""
+
+    def distance(self, student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(student.device.type, enabled=False):
+            return ssim_loss(student.float(), target.float())
+
+
+@register_loss("l1_teachers")
+class L1Teachers(_OutputTerm):
+    """λ_recon·|G_s(x) - G_t(x)|₁ summed over the online teachers (vem Eq. 15)."""
+
+    def distance(self, student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return recon_l1(student, target)
+
+
+@register_loss("tv")
+class TotalVariation(LossTerm):
+    """λ_TV·L_TV (vem Eq. 12) on G_s(x); OMGD's λ_TV is 1e-5 (L_TV is a sum over pixels)."""
+
+    needs_teacher = False
+
+    def forward(self, ctx: StepContext) -> torch.Tensor:
+        return total_variation(ctx.student_out)
+
+
+@register_loss("channel_distill")
+class ChannelDistillation(LossTerm):
+    """λ_CD·L_CD (vem Eqs. 13-14): GAP'd features of G_s through 1×1 adapters f_ℓ vs G_t's.
+
+    ``layers``: module paths (``model.12``) or ``[student_path, teacher_path]`` pairs. The adapters are
+    built at the first batch from the channel counts and trained with the student.
+    """
+
+    def __init__(self, layers: Sequence) -> None:
+        super().__init__()
+        from distill.losses.feature_kd import _pairs
+
+        self.pairs = _pairs(layers)
+        self.adapters = nn.ModuleList()
+
+    def student_layers(self) -> list[str]:
+        return [s for s, _ in self.pairs]
+
+    def teacher_layers(self) -> list[str]:
+        return [t for _, t in self.pairs]
+
+    def setup(self, ctx: StepContext) -> None:
+        if len(self.adapters):
+            return
+        for s, t in self.pairs:
+            c_s, c_t = ctx.student_feats[s].shape[1], ctx.teacher_feats[t].shape[1]
+            self.adapters.append(make_adapter(c_s, c_t).to(ctx.device))
+
+    def forward(self, ctx: StepContext) -> torch.Tensor:
+        return channel_distillation([ctx.teacher_feats[t] for _, t in self.pairs],
+                                    [ctx.student_feats[s] for s, _ in self.pairs], list(self.adapters))

@@ -25,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distill.engine.context import StepContext
 from distill.errors import ConfigError
+from distill.losses.base import LossTerm, register_loss
 from distill.vgg import VGG16Features, load_vgg16
 
 DEFAULT_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -101,3 +103,38 @@ def build_perceptual(setting: Any, **kwargs: Any) -> PerceptualLoss | None:
         raise ConfigError(f"unknown perceptual option(s) {unknown}; valid: feature_layer, feature_weight, "
                           "style_weight, vgg16")
     return PerceptualLoss(load_vgg16(Path(str(setting)).expanduser()), **options)
+
+
+@register_loss("perceptual")
+class PerceptualTerm(LossTerm):
+    """λ_PL·L_PL(G_s(x), t) (crd Eq. 13, vem Eq. 15), summed over the targets (see ``to``).
+
+    ``vgg16`` is required: a torchvision-format VGG-16 weights file, or ``off``. With ``off`` the term
+    is a constant 0 (and says so in the log): a random-weight VGG is never used.
+    """
+
+    def __init__(self, vgg16: Any = None, to: str = "teacher", feature_layer: str = "relu2_2",
+                 feature_weight: float = 10.0, style_weight: float = 1e4) -> None:
+        super().__init__()
+        self.to = to
+        self.needs_teacher = to != "target"
+        self.loss = build_perceptual(vgg16, feature_layer=feature_layer, feature_weight=feature_weight,
+                                     style_weight=style_weight)
+        self.enabled = self.loss is not None
+
+    def student_parameters(self):  # the VGG is frozen
+        return iter(())
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.enabled else ", vgg16=off")
+
+    def forward(self, ctx: StepContext) -> torch.Tensor:
+        if self.loss is None:
+            return ctx.student_out.new_zeros(())
+        from distill.losses.omgd import teacher_targets
+
+        total = ctx.student_out.new_zeros(())
+        with torch.autocast(ctx.student_out.device.type, enabled=False):
+            for t in teacher_targets(ctx, self.to, self.name):
+                total = total + self.loss(ctx.student_out.float(), t.float())
+        return total

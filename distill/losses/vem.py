@@ -39,6 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
+from distill.engine.context import StepContext
+from distill.losses.base import LossTerm, register_loss
+
 
 def _sn_conv(cin: int, cout: int, k: int = 3) -> nn.Module:
     return spectral_norm(nn.Conv2d(cin, cout, kernel_size=k, padding=k // 2))
@@ -179,14 +182,23 @@ class VEM(nn.Module):
         c = self.config
         return langevin_sample(self.energy, s, c.langevin_steps, c.step_size, c.noise_std)
 
-    def ebm_step(self, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """Draw t̃ from the student output ``s``, take one Adam step on L_θ, keep and return t̃."""
+    def ebm_step(self, t: torch.Tensor, s: torch.Tensor, optimize=None) -> torch.Tensor:
+        """Draw t̃ from the student output ``s``, take one Adam step on L_θ, keep and return t̃.
+
+        ``optimize(loss, optimizer)`` (the engine's AMP/DDP-aware step) replaces the plain
+        backward + step when given.
+        """
         self.energy.train()
-        t_neg = self.sample(s)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss, stats = ebm_loss(self.energy, t, s, t_neg, self.config.energy_reg)
-        loss.backward()
-        self.optimizer.step()
+        t, s = t.detach().float(), s.detach().float()
+        with torch.autocast(s.device.type, enabled=False):
+            t_neg = self.sample(s)
+            loss, stats = ebm_loss(self.energy, t, s, t_neg, self.config.energy_reg)
+        if optimize is not None:
+            optimize(loss, self.optimizer)
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.last_negatives = t_neg
         self.last_stats = {"ebm_loss": float(loss.detach()), **stats}
@@ -205,7 +217,55 @@ class VEM(nn.Module):
         for p in params:
             p.requires_grad_(False)
         try:
-            return mi_student_loss(self.energy, t, s, self.last_negatives)
+            with torch.autocast(s.device.type, enabled=False):
+                return mi_student_loss(self.energy, t.float(), s.float(), self.last_negatives)
         finally:
             for p, flag in zip(params, flags, strict=True):
                 p.requires_grad_(flag)
+
+
+@register_loss("vem")
+class VEMTerm(LossTerm):
+    """-Ĩ(T; S) for the student (Eq. 10); the recipe ``weight`` is λ_MI (0.1 default, Table 6).
+
+    Composes with any L_algo: add ``{name: vem, weight: 0.1}`` to a recipe's loss list. Per step the
+    engine calls :meth:`aux_step` (EBM update with fresh Langevin negatives from G_s(x)) before the
+    student step, whose :meth:`forward` reuses those negatives. ``to``: ``auto`` (real y for paired
+    data, G_t(x) otherwise; §5.3), ``teacher`` or ``target``. The energy network and its Adam live in
+    the distiller's ``state.pt``, never in the student checkpoint; nothing runs at inference.
+    """
+
+    def __init__(self, to: str = "auto", channels: int = 32, langevin_steps: int = 10, step_size: float = 100.0,
+                 noise_std: float = 0.005, lr: float = 1e-4, beta1: float = 0.9, beta2: float = 0.999,
+                 energy_reg: float = 1.0) -> None:
+        super().__init__()
+        self.to = to
+        self.needs_teacher = to != "target"
+        self.cfg = VEMConfig(lambda_mi=1.0, channels=int(channels), langevin_steps=int(langevin_steps),
+                             step_size=float(step_size), noise_std=float(noise_std), lr=float(lr),
+                             betas=(float(beta1), float(beta2)), energy_reg=float(energy_reg))
+        self.vem: VEM | None = None
+
+    def _target(self, ctx: StepContext) -> torch.Tensor:
+        from distill.losses.omgd import teacher_targets
+
+        return teacher_targets(ctx, self.to, self.name)[0]
+
+    def setup(self, ctx: StepContext) -> None:
+        if self.vem is None:
+            self.vem = VEM(self.cfg, in_channels=ctx.student_out.shape[1]).to(ctx.device)
+            # rebuild the optimiser on the moved parameters
+            self.vem.optimizer = torch.optim.Adam(self.vem.energy.parameters(), lr=self.cfg.lr, betas=self.cfg.betas)
+
+    def student_parameters(self):  # θ has its own optimiser
+        return iter(())
+
+    def aux_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"ebm": self.vem.optimizer} if self.vem is not None else {}
+
+    def aux_step(self, ctx: StepContext) -> dict[str, float]:
+        self.vem.ebm_step(self._target(ctx), ctx.student_out.detach(), ctx.optimize)
+        return dict(self.vem.last_stats)
+
+    def forward(self, ctx: StepContext) -> torch.Tensor:
+        return self.vem.student_loss(self._target(ctx), ctx.student_out)

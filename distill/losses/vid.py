@@ -25,6 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distill.engine.context import StepContext
+from distill.losses.base import LossTerm, register_loss
+
 
 class VIDLoss(nn.Module):
     """-log q(t | s) per element for a factorised Gaussian q; returns a scalar (batch mean)."""
@@ -51,3 +54,33 @@ class VIDLoss(nn.Module):
         var = self.variance().view(1, -1, 1, 1)
         nll = 0.5 * torch.log(var) + (target.detach() - mu).pow(2) / (2 * var)
         return nll.mean()
+
+
+@register_loss("vid")
+class VIDTerm(LossTerm):
+    """λ·L_VID(G_s(x), t): VID on the generator outputs, the VEM ablation's baseline (vem Table 4).
+
+    ``to``: ``auto`` (real y for paired data, as VEM does; G_t(x) otherwise), ``teacher`` or ``target``.
+    The regressor μ and the variances are built at the first batch and trained with the student.
+    """
+
+    def __init__(self, to: str = "auto", hidden: int | None = None, init_var: float = 1.0) -> None:
+        super().__init__()
+        self.to = to
+        self.needs_teacher = to != "target"
+        self.hidden, self.init_var = hidden, init_var
+        self.vid: VIDLoss | None = None
+
+    def setup(self, ctx: StepContext) -> None:
+        if self.vid is None:
+            from distill.losses.omgd import teacher_targets
+
+            t = teacher_targets(ctx, self.to, self.name)[0]
+            self.vid = VIDLoss(ctx.student_out.shape[1], t.shape[1], self.hidden, self.init_var).to(ctx.device)
+
+    def forward(self, ctx: StepContext) -> torch.Tensor:
+        from distill.losses.omgd import teacher_targets
+
+        t = teacher_targets(ctx, self.to, self.name)[0]
+        with torch.autocast(ctx.student_out.device.type, enabled=False):
+            return self.vid(ctx.student_out.float(), t.float())
