@@ -14,12 +14,32 @@ from typing import Any
 from export.manifest import Manifest, Postprocessing, Preprocessing, TensorSpec
 
 
-def _manifest(name: str, task: str, arch: str, kwargs: dict[str, Any], inp: TensorSpec, out: TensorSpec,
-              pre: Preprocessing, **extra: Any) -> Manifest:
+def _manifest(
+    name: str,
+    task: str,
+    arch: str,
+    kwargs: dict[str, Any],
+    inp: TensorSpec,
+    out: TensorSpec,
+    pre: Preprocessing,
+    **extra: Any,
+) -> Manifest:
     return Manifest(
-        name=name, task=task, arch=arch, input=inp, output=out, preprocessing=pre, postprocessing=Postprocessing(),
-        opset=17, files={"fp32": "model.onnx"}, source_checkpoint="", source_sha256="", macs=0, params=0,
-        arch_kwargs=kwargs, **extra,
+        name=name,
+        task=task,
+        arch=arch,
+        input=inp,
+        output=out,
+        preprocessing=pre,
+        postprocessing=Postprocessing(),
+        opset=17,
+        files={"fp32": "model.onnx"},
+        source_checkpoint="",
+        source_sha256="",
+        macs=0,
+        params=0,
+        arch_kwargs=kwargs,
+        **extra,
     )
 
 
@@ -45,16 +65,26 @@ def build_bundle(out: Path, arch: str, name: str | None = None, res: int = 64, *
         names = (["z"], ["output"])
     else:
         example = torch.rand(1, 3, res, res) * 2 - 1
-        axes = {"input": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "height", 3: "width"}}
+        axes = {
+            "input": {0: "batch", 2: "height", 3: "width"},
+            "output": {0: "batch", 2: "height", 3: "width"},
+        }
         inp = TensorSpec("input", ["batch", 3, "height", "width"], value_range=[-1.0, 1.0])
         outspec = TensorSpec("output", ["batch", 3, "height", "width"], value_range=[-1.0, 1.0])
         pre = Preprocessing(size_multiple=max(4, int(info.size_multiple)))
-        manifest = _manifest(name, "translate", arch, model.slimgan_config["kwargs"], inp, outspec, pre,
-                             dynamic_spatial=True)
+        manifest = _manifest(
+            name, "translate", arch, model.slimgan_config["kwargs"], inp, outspec, pre, dynamic_spatial=True
+        )
     with torch.no_grad():
         torch.onnx.export(
-            model, (example,), str(out / "model.onnx"), input_names=names[0] if info.task == "generate" else ["input"],
-            output_names=["output"], dynamic_axes=axes, opset_version=17, dynamo=False,
+            model,
+            (example,),
+            str(out / "model.onnx"),
+            input_names=names[0] if info.task == "generate" else ["input"],
+            output_names=["output"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
         )
     manifest.save(out)
     return out
@@ -66,14 +96,23 @@ def dummy_bundle(out: Path, task: str, name: str | None = None, nz: int = 16, si
     name = name or out.name
     if task == "generate":
         manifest = _manifest(
-            name, "generate", "dcgan", {"nz": nz}, TensorSpec("z", ["batch", nz], value_range=None,
-                                                               distribution="normal"),
-            TensorSpec("output", ["batch", 3, size, size]), Preprocessing(latent_size=nz),
+            name,
+            "generate",
+            "dcgan",
+            {"nz": nz},
+            TensorSpec("z", ["batch", nz], value_range=None, distribution="normal"),
+            TensorSpec("output", ["batch", 3, size, size]),
+            Preprocessing(latent_size=nz),
         )
     else:
         manifest = _manifest(
-            name, "translate", "mobile_resnet_9blocks", {}, TensorSpec("input", ["batch", 3, "height", "width"]),
-            TensorSpec("output", ["batch", 3, "height", "width"]), Preprocessing(size_multiple=4),
+            name,
+            "translate",
+            "mobile_resnet_9blocks",
+            {},
+            TensorSpec("input", ["batch", 3, "height", "width"]),
+            TensorSpec("output", ["batch", 3, "height", "width"]),
+            Preprocessing(size_multiple=4),
             dynamic_spatial=True,
         )
     manifest.save(out)
@@ -86,7 +125,12 @@ def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     row = b"\x00" * (1 + (width + 7) // 8)
     comp = zlib.compressobj(9)
