@@ -37,6 +37,7 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "max_body_bytes": {"type": int, "help": "largest request body in bytes (default 16 MiB)"},
     "max_pixels": {"type": int, "help": "largest image in pixels (default 4096*4096)"},
     "max_count": {"type": int, "help": "most images per generate request (default 16)"},
+    "dummy_delay_ms": {"type": float, "help": "dummy backend: simulated compute per batch in ms (for tests)"},
     "log_level": {"help": "uvicorn log level (default info)"},
 }
 
