@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "distill.commands.data",
     "distill.commands.checkpoint",
     "distill.commands.train",
+    "distill.commands.train",
     "export.cli",
     "benchmarks.cli",
     "serve.cli",

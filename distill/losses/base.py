@@ -51,7 +51,9 @@ class LossTerm(nn.Module):
         ``needs_teacher``: True when the term reads ``ctx.teacher_out`` (the default); the engine
             refuses a recipe that has such a term but no teacher generator.
 
-    ``active(step)`` gates the term to ``start <= step < stop`` (e.g. DGL-GAN's stage II).
+    ``active(step)`` gates the term to ``start <= step < stop`` (e.g. DGL-GAN's stage II); a
+    ``start`` in (0, 1) is a fraction of ``train.steps`` (the engine resolves it with
+    :meth:`resolve_schedule`).
     """
 
     needs_teacher: bool = True
@@ -60,7 +62,7 @@ class LossTerm(nn.Module):
         super().__init__()
         self.name: str = type(self).__name__
         self.weight: float = 1.0
-        self.start: int = 0
+        self.start: int | float = 0  # a float in (0, 1) is a fraction of train.steps until resolved
         self.stop: int | None = None
 
     def forward(self, ctx: StepContext) -> torch.Tensor:  # pragma: no cover - abstract
@@ -83,6 +85,11 @@ class LossTerm(nn.Module):
 
     def aux_step(self, ctx: StepContext) -> dict[str, float]:
         return {}
+
+    def resolve_schedule(self, total_steps: int) -> None:
+        if isinstance(self.start, float) and 0 < self.start < 1:
+            self.start = int(round(self.start * total_steps))
+        self.start = int(self.start)
 
     def active(self, step: int) -> bool:
         return step >= self.start and (self.stop is None or step < self.stop)
@@ -126,7 +133,9 @@ def build_loss(spec: Mapping[str, Any]) -> LossTerm:
     if name not in _LOSSES:
         raise ConfigError(f"unknown loss term {name!r}; choose one of: {', '.join(sorted(_LOSSES))}")
     weight = float(spec.pop("weight", 1.0))
-    start = int(spec.pop("start", 0) or 0)
+    start = spec.pop("start", 0) or 0
+    if not isinstance(start, int | float) or start < 0:
+        raise ConfigError(f"loss term {name!r}: start must be a step (int) or a fraction of train.steps, got {start!r}")
     stop = spec.pop("stop", None)
     cls = _LOSSES[name]
     params = inspect.signature(cls.__init__).parameters

@@ -1,0 +1,88 @@
+"""Output reconstruction: L1 / MSE of the student output to the teacher output or to the target.
+
+- ``l1_teacher`` / ``mse_teacher``: ``||G_s(x) - G_t(x)||`` (GAN Compression unpaired recon,
+  OMGD's ``λ_recon ||G_s(x) - G_t(x)||₁``; KD-GAN's MSE scheme Eq. (3) is ``mse_teacher``).
+- ``l1_target`` / ``mse_target``: ``||G_s(x) - y||`` on paired data (pix2pix's λ_L1 = 100 term).
+- ``recon``: to the target when the batch is paired, else to the teacher (GAN Compression).
+
+All are means over elements, as ``nn.L1Loss`` / ``nn.MSELoss``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from distill.engine.context import StepContext
+from distill.errors import ConfigError
+from distill.losses.base import LossTerm, register_loss
+
+
+def _distance(a: torch.Tensor, b: torch.Tensor, p: int) -> torch.Tensor:
+    return F.l1_loss(a, b) if p == 1 else F.mse_loss(a, b)
+
+
+class _Reconstruction(LossTerm):
+    p = 1
+    to = "teacher"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.needs_teacher = self.to == "teacher"
+
+    def reference(self, ctx: StepContext) -> torch.Tensor:
+        to = self.to
+        if to == "auto":
+            to = "target" if ctx.paired and ctx.real_b is not None else "teacher"
+        if to == "target":
+            if ctx.real_b is None or not ctx.paired:
+                raise ConfigError(f"loss term {self.name!r} needs paired data (an aligned dataset)")
+            return ctx.real_b
+        if ctx.teacher_out is None:
+            raise ConfigError(f"loss term {self.name!r} needs a teacher generator")
+        return ctx.teacher_out
+
+    def forward(self, ctx: StepContext) -> torch.Tensor:
+        return _distance(ctx.student_out, self.reference(ctx).detach(), self.p)
+
+
+@register_loss("l1_teacher")
+class L1Teacher(_Reconstruction):
+    """``E ||G_s(x) - G_t(x)||₁``."""
+
+    p, to = 1, "teacher"
+
+
+@register_loss("mse_teacher")
+class MSETeacher(_Reconstruction):
+    """``E ||G_s(x) - G_t(x)||²`` (KD-GAN MSE scheme, Eq. 3)."""
+
+    p, to = 2, "teacher"
+
+
+@register_loss("l1_target")
+class L1Target(_Reconstruction):
+    """``E ||G_s(x) - y||₁`` (pix2pix L1 term, λ_L1 = 100)."""
+
+    p, to = 1, "target"
+
+
+@register_loss("mse_target")
+class MSETarget(_Reconstruction):
+    """``E ||G_s(x) - y||²``."""
+
+    p, to = 2, "target"
+
+
+@register_loss("recon")
+class Recon(_Reconstruction):
+    """L1 (``p: 1``) or MSE (``p: 2``) to the target on paired batches, else to the teacher."""
+
+    to = "auto"
+
+    def __init__(self, p: int = 1):
+        if p not in (1, 2):
+            raise ValueError(f"p must be 1 or 2, got {p}")
+        self.p = p
+        super().__init__()
+        self.needs_teacher = False
