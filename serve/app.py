@@ -77,7 +77,27 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "Accept", "Authorization", "X-API-Key"],
         )
+    if not settings.api_key:
+        _drop_security_from_openapi(app)
     return app
+
+
+def _drop_security_from_openapi(app: FastAPI) -> None:
+    """Without ``--api-key`` no route needs credentials, so the spec must not claim they do."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            spec = build()
+            for path in spec.get("paths", {}).values():
+                for operation in path.values():
+                    operation.pop("security", None)
+                    operation.get("responses", {}).pop("401", None)
+            spec.get("components", {}).pop("securitySchemes", None)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_env() -> FastAPI:

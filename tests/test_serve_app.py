@@ -211,6 +211,7 @@ def test_openapi_documents_image_types_and_error_schema(client: TestClient) -> N
         ref = translate["responses"][code]["content"]["application/json"]["schema"]["$ref"]
         assert ref.endswith("/ErrorResponse")
     assert spec["components"]["schemas"]["ErrorResponse"]["required"] == ["error"]
+    assert "security" not in translate and "securitySchemes" not in spec.get("components", {})  # no key set
     generate = spec["paths"]["/v2/models/{name}/generate"]["post"]
     assert "seed" in generate["requestBody"]["content"]["application/json"]["schema"]["properties"]
 
