@@ -1,0 +1,77 @@
+"""``slimgan export``: checkpoint -> bundle (ONNX, FP16, INT8, TensorRT) with parity and speed checks.
+
+Registration imports nothing heavy; the work is :func:`export.bundle.export_bundle`.
+Exit codes: 0 bundle written and every deployment parity row passed; 1 a parity row failed (the table
+is printed); 2 a user error or a missing dependency (one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a generator checkpoint to an ONNX/FP16/INT8/TensorRT bundle with parity and speed checks",
+        description="Writes BUNDLE/model.onnx (+ model.fp16.onnx, model.int8.onnx, model.plan), manifest.json, "
+        "parity.json and speed.json. Exits 1 when a parity check fails.",
+    )
+    p.add_argument("checkpoint", metavar="CKPT", help="student checkpoint directory")
+    p.add_argument("--out", required=True, metavar="BUNDLE", help="bundle directory to write")
+    p.add_argument("--teacher", metavar="CKPT", help="teacher checkpoint: student-vs-teacher parity and speedup")
+    p.add_argument("--res", type=int, help="square input side for checks and speed (default 256)")
+    p.add_argument("--height", type=int)
+    p.add_argument("--width", type=int)
+    p.add_argument("--batch", metavar="MIN:OPT:MAX", help="batch range for the TensorRT profile and Triton (default 1:1:8)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, the minimum)")
+    p.add_argument("--fp16", action="store_true", help="also write model.fp16.onnx (IO and InstanceNorm in fp32)")
+    p.add_argument("--int8", action="store_true", help="also write model.int8.onnx (static QDQ, needs --calib)")
+    p.add_argument("--calib", metavar="DIR", help="folder of images to calibrate INT8 on")
+    p.add_argument("--trt", action="store_true", help="also build model.plan with TensorRT (needs a CUDA GPU)")
+    p.add_argument("--triton", metavar="DIR", help="also write a Triton model repository")
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads for checks and speed (default 2)")
+    p.add_argument("--no-check", dest="check", action="store_false", help="skip parity and speed measurements")
+    p.add_argument("--json", action="store_true", help="print parity and speed as JSON instead of tables")
+    p.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from export.bundle import export_bundle
+    from export.parity import format_table
+
+    result = export_bundle(
+        args.checkpoint,
+        args.out,
+        teacher=args.teacher,
+        res=args.res,
+        height=args.height,
+        width=args.width,
+        batch=args.batch,
+        opset=args.opset,
+        fp16=args.fp16,
+        int8=args.int8,
+        calib=args.calib,
+        trt=args.trt,
+        triton=args.triton,
+        threads=args.threads,
+        check=args.check,
+    )
+    if args.json:
+        print(json.dumps({"bundle": str(result.bundle), "ok": result.ok, "parity": result.parity, "speed": result.speed}, indent=2))
+    else:
+        print(f"bundle: {result.bundle} ({', '.join(result.manifest.files.values())})")
+        if result.parity:
+            print(format_table(result.parity))
+        speed = result.speed
+        for row in speed.get("rows", []):
+            print(f"{row['name']:<48} median {row['median_ms']:9.2f} ms  p90 {row['p90_ms']:9.2f} ms  {row['throughput']:8.2f} img/s")
+        if speed.get("speedup") is not None:
+            print(f"speedup (teacher median / student median): {speed['speedup']:.2f}x   MAC ratio: {speed['mac_ratio']:.2f}x")
+    if not result.ok:
+        names = ", ".join(r["name"] for r in result.failed)
+        print(f"slimgan export: parity check failed: {names}", file=sys.stderr)
+        return 1
+    return 0

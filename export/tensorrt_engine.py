@@ -1,0 +1,189 @@
+"""TensorRT engines from the exported ONNX: optimisation profile, timing cache, workspace limit.
+
+Two builder paths, picked at run time from ``tensorrt.__version__``:
+
+- TensorRT 10: weakly typed network from ``model.onnx`` with ``BuilderFlag.FP16`` (when fp16 is asked
+  for); TensorRT picks per-layer precisions.
+- TensorRT 11 (the FP16 builder flag is gone): strongly typed network
+  (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``) from ``model.fp16.onnx``, whose explicit Casts keep
+  InstanceNormalization and reductions in float32.
+
+``is_tensorrt_available()`` and ``require_tensorrt()`` never raise ImportError; the latter raises
+:class:`MissingDependencyError` with one line naming what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distill.errors import MissingDependencyError, SlimganError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORKSPACE_BYTES = 2 << 30
+
+
+def _tensorrt_problem() -> str | None:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "python package 'tensorrt' not importable"
+    except Exception as exc:  # noqa: BLE001 - a broken install raises OSError/RuntimeError on import
+        return f"python package 'tensorrt' failed to import ({type(exc).__name__})"
+    return None
+
+
+def _gpu_problem() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return "torch not importable"
+    if not torch.cuda.is_available():
+        return "none found"
+    return None
+
+
+def missing_requirements() -> list[str]:
+    """Human-readable reasons TensorRT cannot run here (empty when it can)."""
+    reasons = []
+    trt_problem = _tensorrt_problem()
+    gpu_problem = _gpu_problem()
+    if trt_problem or gpu_problem:
+        reasons.append(f"TensorRT ({trt_problem or 'ok'})")
+        reasons.append(f"a CUDA GPU ({gpu_problem or 'ok'})")
+    return reasons
+
+
+def is_tensorrt_available() -> bool:
+    """True when the ``tensorrt`` package imports and a CUDA GPU is visible."""
+    return not missing_requirements()
+
+
+def require_tensorrt(flag: str = "--trt") -> None:
+    """Raise :class:`MissingDependencyError` naming what is missing, e.g.
+    ``--trt needs TensorRT (python package 'tensorrt' not importable) and a CUDA GPU (none found)``."""
+    reasons = missing_requirements()
+    if reasons:
+        raise MissingDependencyError(f"{flag} needs {' and '.join(reasons)}")
+
+
+def tensorrt_major() -> int:
+    import tensorrt as trt
+
+    return int(str(trt.__version__).split(".")[0])
+
+
+@dataclass
+class EngineInfo:
+    path: Path
+    tensorrt_version: str
+    mode: str  # "fp32", "fp16-flag" (TensorRT 10) or "strongly-typed" (TensorRT 11)
+    source_onnx: Path
+    profile: dict[str, list[int]]
+
+
+def build_engine(
+    onnx_path: str | Path,
+    plan_path: str | Path,
+    input_name: str,
+    min_shape: tuple[int, ...],
+    opt_shape: tuple[int, ...],
+    max_shape: tuple[int, ...],
+    fp16: bool = True,
+    fp16_onnx_path: str | Path | None = None,
+    workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+    timing_cache: str | Path | None = None,
+) -> EngineInfo:
+    """Build and serialise an engine to ``plan_path`` (see module docstring for the two paths)."""
+    require_tensorrt()
+    import tensorrt as trt
+
+    major = tensorrt_major()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    strongly_typed = fp16 and (major >= 11 or not hasattr(trt.BuilderFlag, "FP16"))
+    source = Path(onnx_path)
+    flags = 0
+    if strongly_typed:
+        if fp16_onnx_path is None:
+            raise SlimganError(f"TensorRT {trt.__version__} builds FP16 only from a strongly typed model: add --fp16")
+        source = Path(fp16_onnx_path)
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    elif major < 10 and hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(source)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise SlimganError(f"TensorRT could not parse {source}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
+    if fp16 and not strongly_typed:
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, tuple(min_shape), tuple(opt_shape), tuple(max_shape))
+    config.add_optimization_profile(profile)
+    cache_path = Path(timing_cache) if timing_cache else Path(plan_path).with_suffix(".timing.cache")
+    cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise SlimganError(f"TensorRT failed to build an engine from {source}")
+    Path(plan_path).write_bytes(bytes(serialized))
+    cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+    mode = "strongly-typed" if strongly_typed else ("fp16-flag" if fp16 else "fp32")
+    return EngineInfo(
+        path=Path(plan_path),
+        tensorrt_version=str(trt.__version__),
+        mode=mode,
+        source_onnx=source,
+        profile={"min": list(min_shape), "opt": list(opt_shape), "max": list(max_shape)},
+    )
+
+
+class EngineRunner:
+    """Runs a serialized engine on CUDA with torch tensors as device buffers (TensorRT >= 10 API)."""
+
+    def __init__(self, plan_path: str | Path):
+        require_tensorrt()
+        import tensorrt as trt
+        import torch
+
+        self._torch = torch
+        self._trt = trt
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = runtime.deserialize_cuda_engine(Path(plan_path).read_bytes())
+        if self.engine is None:
+            raise SlimganError(f"TensorRT could not load engine {plan_path}")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self.stream = torch.cuda.Stream()
+
+    def _dtype(self, name: str) -> Any:
+        mapping = {
+            self._trt.DataType.FLOAT: self._torch.float32,
+            self._trt.DataType.HALF: self._torch.float16,
+        }
+        return mapping[self.engine.get_tensor_dtype(name)]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.cuda.stream(self.stream):  # copies and execution ordered on one stream
+            inp = torch.from_numpy(np.ascontiguousarray(x)).cuda().to(self._dtype(self.inputs[0]))
+            self.context.set_input_shape(self.inputs[0], tuple(inp.shape))
+            self.context.set_tensor_address(self.inputs[0], inp.data_ptr())
+            out_shape = tuple(self.context.get_tensor_shape(self.outputs[0]))
+            out = torch.empty(out_shape, dtype=self._dtype(self.outputs[0]), device="cuda")
+            self.context.set_tensor_address(self.outputs[0], out.data_ptr())
+            self.context.execute_async_v3(self.stream.cuda_stream)
+            result = out.float().cpu()
+        self.stream.synchronize()
+        return result.numpy()
