@@ -6,6 +6,7 @@ answers 503 until every model is warm. On shutdown, queued requests finish befor
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -77,23 +78,38 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "Accept", "Authorization", "X-API-Key"],
         )
-    if not settings.api_key:
-        _drop_security_from_openapi(app)
+    _customize_openapi(app, state)
     return app
 
 
-def _drop_security_from_openapi(app: FastAPI) -> None:
-    """Without ``--api-key`` no route needs credentials, so the spec must not claim they do."""
+def _customize_openapi(app: FastAPI, state: ServerState) -> None:
+    """Make the spec describe this server: ``{name}`` enumerates the models each route serves,
+    ``count`` is capped at ``max_count``, and security is claimed only when ``--api-key`` is set."""
     build = app.openapi
+    by_task = {
+        task: sorted(n for n, m in state.models.items() if m.task == task)
+        for task in ("translate", "generate")
+    }
 
     def openapi() -> dict:
         if app.openapi_schema is None:
             spec = build()
-            for path in spec.get("paths", {}).values():
+            for route, path in spec.get("paths", {}).items():
+                names = by_task.get(route.rsplit("/", 1)[-1], sorted(state.models))
                 for operation in path.values():
-                    operation.pop("security", None)
-                    operation.get("responses", {}).pop("401", None)
-            spec.get("components", {}).pop("securitySchemes", None)
+                    for param in operation.get("parameters", []):
+                        if param.get("in") == "path" and param.get("name") == "name" and names:
+                            param["schema"] = {**param.get("schema", {}), "enum": names}
+                    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+                    count = body.get("schema", {}).get("properties", {}).get("count")
+                    if count is not None:
+                        body["schema"] = copy.deepcopy(body["schema"])
+                        body["schema"]["properties"]["count"]["maximum"] = state.settings.max_count
+                    if not state.settings.api_key:
+                        operation.pop("security", None)
+                        operation.get("responses", {}).pop("401", None)
+            if not state.settings.api_key:
+                spec.get("components", {}).pop("securitySchemes", None)
             app.openapi_schema = spec
         return app.openapi_schema
 
