@@ -17,6 +17,7 @@ import importlib
 BENCH_COMMANDS = [
     "benchmarks.cli:register_latency",
     "benchmarks.cli:register_quality",
+    "benchmarks.ablation:register_ablation",
 ]
 
 
