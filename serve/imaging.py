@@ -38,10 +38,10 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode ``data`` (first frame) after checking format and header dimensions.
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Check format and header dimensions of ``data``; returns the image with no pixel decoded yet.
 
-    400: empty, not a whitelisted image, truncated or corrupt. 413: more than ``max_pixels`` pixels.
+    400: empty or not a whitelisted image. 413: more than ``max_pixels`` pixels.
     """
     if not data:
         raise ApiError(400, "empty image: the request carried no bytes")
@@ -61,6 +61,11 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         raise ApiError(400, f"image has an empty size {width}x{height}")
     if width * height > max_pixels:
         raise ApiError(413, f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+    return image
+
+
+def load_image(image: Image.Image) -> Image.Image:
+    """Decode the pixels (first frame) of an image from :func:`open_image`; 400 when truncated or corrupt."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -68,8 +73,13 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise ApiError(413, f"image exceeds the pixel limit: {exc}") from exc
     except Exception as exc:  # truncated data, bad CRC, bad Huffman table, ...: all client errors
-        raise ApiError(400, f"truncated or corrupt {fmt} image: {exc}") from exc
+        raise ApiError(400, f"truncated or corrupt {image.format} image: {exc}") from exc
     return image
+
+
+def decode_image(data: bytes, max_pixels: int) -> Image.Image:
+    """:func:`open_image` then :func:`load_image`."""
+    return load_image(open_image(data, max_pixels))
 
 
 @dataclass(frozen=True)

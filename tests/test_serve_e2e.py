@@ -126,6 +126,11 @@ def test_translate_and_generate(server: tuple[str, subprocess.Popen]) -> None:
     assert a.status_code == b.status_code == 200 and a.content == b.content
     assert Image.open(io.BytesIO(a.content)).size == (64, 64)
     assert httpx.post(base + "/v2/models/dcgan/generate", json={"seed": 1235}).content != a.content
+    # batched together with other requests, a seed still gives the same bytes
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        seeds = [1234, 1, 2, 1234, 3, 4, 1234, 5]
+        batch = list(pool.map(lambda s: httpx.post(base + "/v2/models/dcgan/generate", json={"seed": s}), seeds))
+    assert all(r.content == a.content for r, s in zip(batch, seeds) if s == 1234)
 
 
 def test_bad_inputs_are_4xx_and_server_stays_live(server: tuple[str, subprocess.Popen]) -> None:
