@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--triton", metavar="DIR", help="also write a Triton model repository")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads for checks and speed (default 2)")
     p.add_argument("--no-check", dest="check", action="store_false", help="skip parity and speed measurements")
+    p.add_argument("--speed-rounds", type=int, default=5, metavar="N",
+                   help="interleaved teacher/student timing rounds of about 0.5 s each per model (default 5)")
     p.add_argument("--json", action="store_true", help="print parity and speed as JSON instead of tables")
     p.set_defaults(func=run_export)
 
@@ -58,6 +60,7 @@ def run_export(args: argparse.Namespace) -> int:
         triton=args.triton,
         threads=args.threads,
         check=args.check,
+        speed_rounds=max(1, args.speed_rounds),
     )
     if args.json:
         print(json.dumps({"bundle": str(result.bundle), "ok": result.ok, "parity": result.parity, "speed": result.speed}, indent=2))

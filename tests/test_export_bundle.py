@@ -53,7 +53,7 @@ def test_export_cli_writes_bundle_that_passes_parity(pair, tmp_path, capsys) -> 
     synthesize("paired", calib, num=4, size=32, seed=0)
     out = tmp_path / "bundle"
     code = main(["export", str(student), "--teacher", str(teacher), "--fp16", "--int8", "--calib", str(calib),
-                 "--res", "32", "--out", str(out), "--triton", str(tmp_path / "triton")])
+                 "--res", "32", "--speed-rounds", "1", "--out", str(out), "--triton", str(tmp_path / "triton")])
     printed = capsys.readouterr().out
     assert code == 0, printed
     for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "manifest.json", "parity.json", "speed.json"):
@@ -99,7 +99,7 @@ def test_export_cli_writes_bundle_that_passes_parity(pair, tmp_path, capsys) -> 
 
 def test_latent_generator_bundle(tmp_path) -> None:
     ckpt = save_checkpoint(create_model("dcgan", ngf=4, nz=8, image_size=16), tmp_path / "g")
-    code = main(["export", str(ckpt), "--fp16", "--out", str(tmp_path / "b")])
+    code = main(["export", str(ckpt), "--fp16", "--speed-rounds", "1", "--out", str(tmp_path / "b")])
     assert code == 0
     manifest = Manifest.load(tmp_path / "b")
     assert manifest.task == "generate" and manifest.preprocessing.latent_size == 8
@@ -110,7 +110,7 @@ def test_latent_generator_bundle(tmp_path) -> None:
 
 def test_broken_model_fails_parity_with_nonzero_exit(tmp_path, capsys) -> None:
     ckpt = save_checkpoint(create_model("test_trace_broken"), tmp_path / "broken")
-    code = main(["export", str(ckpt), "--res", "16", "--out", str(tmp_path / "b")])
+    code = main(["export", str(ckpt), "--res", "16", "--speed-rounds", "1", "--out", str(tmp_path / "b")])
     captured = capsys.readouterr()
     assert code == 1
     assert "FAIL" in captured.out and "parity check failed" in captured.err

@@ -37,7 +37,7 @@ def _res(name: str) -> int:
     return max(32, model_info(name).size_multiple)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", [n for n in list_models() if not n.startswith("test_")])
 def test_every_zoo_model_exports_with_fp32_parity(name: str, tmp_path) -> None:
     info = model_info(name)
     model = _tiny(name)
@@ -52,7 +52,7 @@ def test_every_zoo_model_exports_with_fp32_parity(name: str, tmp_path) -> None:
     assert row["nan"] == 0 and row["inf"] == 0
 
 
-@pytest.mark.parametrize("name", ["resnet_6blocks", "unet_128"])
+@pytest.mark.parametrize("name", ["resnet_6blocks"])
 def test_dynamic_spatial_axes_run_at_other_sizes(name: str, tmp_path) -> None:
     model = _tiny(name)
     step = model_info(name).size_multiple
@@ -86,7 +86,7 @@ def test_export_uses_eval_mode_for_batchnorm_and_dropout(tmp_path) -> None:
 
 def test_fp16_keeps_instance_norm_and_io_in_fp32_and_passes(tmp_path) -> None:
     model = _tiny("mobile_resnet_9blocks")
-    x = example_input(model, 64, batch=2)
+    x = example_input(model, 32, batch=2)
     export_onnx(model, tmp_path / "m.onnx", x[:1], input_kind="image")
     fp16 = convert_to_fp16(onnx.load(str(tmp_path / "m.onnx")))
     onnx.checker.check_model(fp16, full_check=True)
