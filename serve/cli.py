@@ -27,7 +27,7 @@ _FLAGS: dict[str, dict[str, Any]] = {
         "choices": ["auto", "cpu", "cuda"],
         "help": "ONNX Runtime device (default auto: CUDA when present)",
     },
-    "threads": {"type": int, "help": "ONNX Runtime intra-op threads (default 0 = all cores)"},
+    "threads": {"type": int, "help": "ONNX Runtime intra-op threads (default 0 = cores / workers)"},
     "max_batch": {"type": int, "help": "largest micro-batch (default 8)"},
     "max_delay_ms": {"type": float, "help": "longest wait to fill a micro-batch (default 5)"},
     "queue": {"type": int, "help": "queued requests per model before 503 (default 64)"},

@@ -5,7 +5,8 @@ by route template and status (failure = status >= 400). ``slimgan_inference_coun
 images inferred; ``slimgan_execution_count_total`` {model}: backend executions, so the mean batch
 size is inference / execution. ``slimgan_queue_depth`` {model}: requests waiting for a batch.
 ``slimgan_queue_duration_seconds`` and ``slimgan_compute_duration_seconds`` {model}: histograms of
-time spent queued per request and per backend execution.
+time spent queued per request and per backend execution. With ``--workers N`` each worker process
+keeps its own registry, so a scrape sees the worker that answered it.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ class ServeSettings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="ONNX Runtime: CUDA provider when present"
     )
-    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = all cores")
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = cores / workers")
     max_batch: int = Field(8, ge=1, le=256, description="largest micro-batch")
     max_delay_ms: float = Field(5.0, ge=0, le=10_000, description="longest wait to fill a micro-batch")
     queue: int = Field(64, ge=1, description="pending requests per model before 503")

@@ -1,7 +1,7 @@
 """Build tiny serving bundles (model.onnx + manifest.json) from zoo models for the serve tests.
 
-Uses ``export.bundle.export_bundle`` when that API exists; otherwise exports with
-``torch.onnx.export`` and writes the manifest by hand (same schema). Tests may import torch;
+Uses ``export.bundle.export_bundle`` (the library side of ``slimgan export``) when it imports;
+otherwise exports with ``torch.onnx.export`` and writes the manifest by hand (same schema). Tests may import torch;
 the server under test never does.
 """
 
@@ -44,7 +44,26 @@ def _manifest(
 
 
 def build_bundle(out: Path, arch: str, name: str | None = None, res: int = 64, **kwargs: Any) -> Path:
-    """Export ``create_model(arch, **kwargs)`` to ``out`` as a bundle and return ``out``."""
+    """Export ``create_model(arch, **kwargs)`` to ``out`` as a bundle and return ``out``.
+
+    Goes through ``slimgan export``'s library function (checkpoint -> :func:`export.bundle.export_bundle`,
+    checks skipped for speed) when it is available, so the server is tested on real bundles.
+    """
+    from distill import create_model, save_checkpoint
+
+    name = name or out.name
+    try:
+        from export.bundle import export_bundle
+    except ImportError:
+        return _torch_bundle(out, arch, name, res, **kwargs)
+    checkpoint = out.parent / "checkpoints" / name  # the manifest is named after the checkpoint
+    save_checkpoint(create_model(arch, **kwargs), checkpoint)
+    export_bundle(checkpoint, out, res=res, check=False)
+    return out
+
+
+def _torch_bundle(out: Path, arch: str, name: str, res: int, **kwargs: Any) -> Path:
+    """Fallback: ``torch.onnx.export`` plus a hand-written manifest of the same schema."""
     import torch
 
     from distill import create_model, model_info
@@ -52,7 +71,6 @@ def build_bundle(out: Path, arch: str, name: str | None = None, res: int = 64, *
     info = model_info(arch)
     model = create_model(arch, **kwargs).eval()
     out.mkdir(parents=True, exist_ok=True)
-    name = name or out.name
     if info.task == "generate":
         nz = int(model.slimgan_config["kwargs"].get("nz", 100))
         size = int(model.slimgan_config["kwargs"].get("image_size", res))

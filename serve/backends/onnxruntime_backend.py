@@ -56,7 +56,8 @@ class OnnxRuntimeBackend(Backend):
         from export.runtime import session_options
 
         self.check(bundle_dir, manifest, settings)
-        threads = settings.threads or os.cpu_count() or 1
+        # default: the cores, shared between uvicorn workers so processes do not oversubscribe them
+        threads = settings.threads or max(1, (os.cpu_count() or 1) // settings.workers)
         self.providers = providers_for(settings.device)
         options = session_options(threads)
         # Idle intra-op threads would otherwise spin and take CPU from the event loop between batches.
