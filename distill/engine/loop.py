@@ -72,7 +72,7 @@ class MetricsLog:
 
     def truncate(self, step: int) -> None:
         """Drop rows past ``step`` (left by a run that died after its last state.pt)."""
-        self.rows = [r for r in self.rows if int(r["step"]) < step]
+        self.rows = [r for r in self.rows if int(r["step"]) <= step]
 
     def write(self, step: int, values: dict[str, float]) -> None:
         row = {"step": step, **{k: f"{v:.6g}" for k, v in values.items()}}
