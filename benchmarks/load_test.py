@@ -11,8 +11,9 @@ the server's CPU as little as possible.
 
 Reported per concurrency: throughput (requests/s), p50/p90/p99 latency, non-2xx and 5xx counts, and
 the ratio to the raw ONNX Runtime throughput of the same bundle (batch 1, same intra-op threads),
-measured in-process with :func:`export.runtime.time_session`, with export's session options and with
-the server's (no intra-op spinning); the ratio uses the faster of the two.
+measured in-process with :func:`export.runtime.time_session` right before each level (so both see
+the same background load), with export's session options and with the server's (no intra-op
+spinning); the ratio uses the faster of the two.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class LevelResult:
     p50_ms: float
     p90_ms: float
     p99_ms: float
+    raw_ort_images_per_s: float = 0.0  # measured just before this level, faster session setup
     ratio_to_raw: float | None = None
 
 
@@ -145,29 +147,42 @@ async def run_level(
     return latencies, statuses, time.perf_counter() - start
 
 
-def raw_ort_throughput(
-    bundle: Path, manifest: Manifest, res: int, threads: int, batch: int = 1, spinning: bool = True
-) -> float:
-    """Images/s of ``session.run`` on this bundle's fp32 model in-process (trtexec-style timing).
+class RawOrt:
+    """The bundle's fp32 model in this process, with export's and with the server's session options."""
 
-    ``spinning=False`` uses the server's session options (idle intra-op threads do not spin).
-    """
-    import onnxruntime as ort
+    def __init__(self, bundle: Path, manifest: Manifest, res: int, threads: int) -> None:
+        import onnxruntime as ort
 
-    options = session_options(threads)
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(
-        str(manifest.model_path(bundle, "fp32")), sess_options=options, providers=["CPUExecutionProvider"]
-    )
-    inp = session.get_inputs()[0]
-    if manifest.task == "generate":
-        shape = [batch, *[int(d) for d in manifest.input.shape[1:]]]
-        x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    else:
-        x = np.zeros((batch, 3, res, res), dtype=np.float32)
-    stats = time_session(lambda: session.run(None, {inp.name: x}), warmup_s=0.5, min_runs=20, min_time_s=2.0)
-    return float(stats["throughput"]) * batch
+        self.sessions = {}
+        for label, spinning in (("export_options", True), ("server_options", False)):
+            options = session_options(threads)
+            if not spinning:  # the server's setting: idle intra-op threads sleep instead of spinning
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self.sessions[label] = ort.InferenceSession(
+                str(manifest.model_path(bundle, "fp32")),
+                sess_options=options,
+                providers=["CPUExecutionProvider"],
+            )
+        self.manifest = manifest
+        self.res = res
+
+    def example(self, batch: int) -> np.ndarray:
+        if self.manifest.task == "generate":
+            shape = [batch, *[int(d) for d in self.manifest.input.shape[1:]]]
+            return np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+        return np.zeros((batch, 3, self.res, self.res), dtype=np.float32)
+
+    def throughput(self, batch: int = 1, seconds: float = 1.5) -> dict[str, float]:
+        """Images/s of ``session.run`` per session setup (trtexec-style timing)."""
+        x = self.example(batch)
+        out = {}
+        for label, session in self.sessions.items():
+            name = session.get_inputs()[0].name
+            stats = time_session(
+                lambda s=session, n=name: s.run(None, {n: x}), warmup_s=0.3, min_runs=10, min_time_s=seconds
+            )
+            out[label] = float(stats["throughput"]) * batch
+        return out
 
 
 def free_port() -> int:
@@ -240,7 +255,10 @@ def run_load_test(
         # warm the connection path once
         asyncio.run(run_level(host, port, path, content_type, body, 1, 5, deadline))
         levels = []
+        raw_ort = RawOrt(bundle, manifest, res, threads)
         for c in concurrency:
+            # paired measurement: raw ORT right before the level, under the same background load
+            raw_now = max(raw_ort.throughput().values())
             lat, statuses, seconds = asyncio.run(
                 run_level(host, port, path, content_type, body, c, requests, deadline)
             )
@@ -259,6 +277,8 @@ def run_load_test(
                     p50_ms=stats["median_ms"],
                     p90_ms=stats["p90_ms"],
                     p99_ms=stats["p99_ms"],
+                    raw_ort_images_per_s=raw_now,
+                    ratio_to_raw=len(statuses) / seconds / raw_now,
                 )
             )
     finally:
@@ -268,21 +288,15 @@ def run_load_test(
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    raw_default = raw_ort_throughput(bundle, manifest, res, threads)
-    raw_nospin = raw_ort_throughput(bundle, manifest, res, threads, spinning=False)
-    raw = max(raw_default, raw_nospin)  # compare against the faster of the two session setups
-    raw8 = raw_ort_throughput(bundle, manifest, res, threads, batch=8, spinning=False)
-    for level in levels:
-        level.ratio_to_raw = level.throughput / raw
+    raw1 = raw_ort.throughput(seconds=2.0)
+    raw8 = raw_ort.throughput(batch=8, seconds=2.0)
     return {
         "bundle": str(bundle),
         "model": name,
         "task": manifest.task,
         "res": res,
         "threads": threads,
-        "raw_ort_images_per_s": raw,
-        "raw_ort_default_options_images_per_s": raw_default,
-        "raw_ort_server_options_images_per_s": raw_nospin,
+        "raw_ort_batch1_images_per_s": raw1,
         "raw_ort_batch8_images_per_s": raw8,
         "levels": [asdict(level) for level in levels],
     }
@@ -291,16 +305,17 @@ def run_load_test(
 def format_report(report: dict) -> str:
     lines = [
         f"bundle {report['bundle']} ({report['task']}, {report['res']} px, {report['threads']} threads)",
-        f"raw in-process ONNX Runtime, batch 1: {report['raw_ort_default_options_images_per_s']:.1f} images/s "
-        f"(export options), {report['raw_ort_server_options_images_per_s']:.1f} images/s (server options, no "
-        f"spinning); batch 8: {report['raw_ort_batch8_images_per_s']:.1f} images/s",
-        f"x raw = server req/s / {report['raw_ort_images_per_s']:.1f} (the faster batch-1 figure)",
-        f"{'conc':>4} {'req':>5} {'2xx':>5} {'5xx':>4} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'x raw':>6}",
+        "raw in-process ONNX Runtime after the run, images/s: batch 1 "
+        + ", ".join(f"{k} {v:.1f}" for k, v in report["raw_ort_batch1_images_per_s"].items())
+        + "; batch 8 "
+        + ", ".join(f"{k} {v:.1f}" for k, v in report["raw_ort_batch8_images_per_s"].items()),
+        "x raw = req/s over raw batch-1 images/s measured just before that level (faster session setup)",
+        f"{'conc':>4} {'req':>5} {'2xx':>5} {'5xx':>4} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'raw/s':>7} {'x raw':>6}",
     ]
     for lv in report["levels"]:
         lines.append(
             f"{lv['concurrency']:>4} {lv['requests']:>5} {lv['ok']:>5} {lv['server_errors']:>4} {lv['throughput']:>8.1f} "
-            f"{lv['p50_ms']:>8.2f} {lv['p90_ms']:>8.2f} {lv['p99_ms']:>8.2f} {lv['ratio_to_raw']:>6.2f}"
+            f"{lv['p50_ms']:>8.2f} {lv['p90_ms']:>8.2f} {lv['p99_ms']:>8.2f} {lv['raw_ort_images_per_s']:>7.1f} {lv['ratio_to_raw']:>6.2f}"
         )
     return "\n".join(lines)
 
