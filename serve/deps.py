@@ -33,7 +33,11 @@ class ServerState:
         return [m for m in self.models.values() if m.state == "failed"]
 
 
-def get_state(request: Request) -> ServerState:
+def server_state(request: Request) -> ServerState:
+    return request.app.state.server
+
+
+async def get_state(request: Request) -> ServerState:
     return request.app.state.server
 
 
@@ -47,7 +51,7 @@ async def require_api_key(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """401 unless the request carries the key (``X-API-Key`` or ``Authorization: Bearer``), when one is set."""
-    expected = get_state(request).settings.api_key
+    expected = server_state(request).settings.api_key
     if not expected:
         return
     given = api_key or (bearer.credentials if bearer else None)
@@ -59,16 +63,16 @@ async def require_api_key(
         )
 
 
-def get_model(name: str, request: Request) -> ServedModel:
+async def get_model(name: str, request: Request) -> ServedModel:
     """The model called ``name`` (404 otherwise)."""
-    models = get_state(request).models
+    models = server_state(request).models
     model = models.get(name)
     if model is None:
         raise ApiError(404, f"unknown model {name!r}; served models: {', '.join(sorted(models))}")
     return model
 
 
-def get_ready_model(model: Annotated[ServedModel, Depends(get_model)]) -> ServedModel:
+async def get_ready_model(model: Annotated[ServedModel, Depends(get_model)]) -> ServedModel:
     """The model, once loaded and warmed (503 + Retry-After before)."""
     if not model.ready:
         raise ApiError(503, f"model {model.name} is {model.state}", {"Retry-After": "1"})
