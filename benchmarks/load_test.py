@@ -9,6 +9,9 @@ refused), each concurrency level sends exactly ``--requests`` requests, and the 
 ``--max-seconds``. The client is a minimal keep-alive HTTP/1.1 writer on asyncio streams, so it costs
 the server's CPU as little as possible.
 
+Throughput on a shared machine swings with background load, so the report also gives CPU time per
+image, which does not: the server process's CPU per request next to raw ORT's CPU per image.
+
 Reported per concurrency: throughput (requests/s), p50/p90/p99 latency, non-2xx and 5xx counts, and
 the ratio to the raw ONNX Runtime throughput of the same bundle (batch 1, same intra-op threads),
 measured in-process with :func:`export.runtime.time_session` right before each level (so both see
@@ -52,6 +55,7 @@ class LevelResult:
     p90_ms: float
     p99_ms: float
     raw_ort_images_per_s: float = 0.0  # measured just before this level, faster session setup
+    server_cpu_ms_per_request: float | None = None  # from /proc when this script started the server
     ratio_to_raw: float | None = None
 
 
@@ -172,6 +176,16 @@ class RawOrt:
             return np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
         return np.zeros((batch, 3, self.res, self.res), dtype=np.float32)
 
+    def cpu_ms_per_image(self, runs: int = 30) -> float:
+        """CPU milliseconds (all threads of this process) per batch-1 run with the server's options."""
+        session = self.sessions["server_options"]
+        feed = {session.get_inputs()[0].name: self.example(1)}
+        session.run(None, feed)
+        t0 = time.process_time()
+        for _ in range(runs):
+            session.run(None, feed)
+        return (time.process_time() - t0) / runs * 1000.0
+
     def throughput(self, batch: int = 1, seconds: float = 1.5) -> dict[str, float]:
         """Images/s of ``session.run`` per session setup (trtexec-style timing)."""
         x = self.example(batch)
@@ -183,6 +197,15 @@ class RawOrt:
             )
             out[label] = float(stats["throughput"]) * batch
         return out
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` (Linux /proc), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -224,6 +247,13 @@ def wait_ready(base: str, proc: subprocess.Popen | None, timeout_s: float = 60.0
     raise SystemExit(f"{base} did not become ready within {timeout_s:g} s")
 
 
+def cpu_ms(before: float | None, proc: subprocess.Popen | None, requests: int) -> float | None:
+    if before is None or proc is None or not requests:
+        return None
+    after = process_cpu_s(proc.pid)
+    return None if after is None else (after - before) / requests * 1000.0
+
+
 def run_load_test(
     bundle: Path,
     url: str | None = None,
@@ -259,6 +289,7 @@ def run_load_test(
         for c in concurrency:
             # paired measurement: raw ORT right before the level, under the same background load
             raw_now = max(raw_ort.throughput().values())
+            cpu_before = process_cpu_s(proc.pid) if proc is not None else None
             lat, statuses, seconds = asyncio.run(
                 run_level(host, port, path, content_type, body, c, requests, deadline)
             )
@@ -279,6 +310,7 @@ def run_load_test(
                     p99_ms=stats["p99_ms"],
                     raw_ort_images_per_s=raw_now,
                     ratio_to_raw=len(statuses) / seconds / raw_now,
+                    server_cpu_ms_per_request=cpu_ms(cpu_before, proc, len(statuses)),
                 )
             )
     finally:
@@ -289,6 +321,7 @@ def run_load_test(
             except subprocess.TimeoutExpired:
                 proc.kill()
     raw1 = raw_ort.throughput(seconds=2.0)
+    raw_cpu = raw_ort.cpu_ms_per_image()
     raw8 = raw_ort.throughput(batch=8, seconds=2.0)
     return {
         "bundle": str(bundle),
@@ -298,6 +331,7 @@ def run_load_test(
         "threads": threads,
         "raw_ort_batch1_images_per_s": raw1,
         "raw_ort_batch8_images_per_s": raw8,
+        "raw_ort_cpu_ms_per_image": raw_cpu,
         "levels": [asdict(level) for level in levels],
     }
 
@@ -310,6 +344,12 @@ def format_report(report: dict) -> str:
         + "; batch 8 "
         + ", ".join(f"{k} {v:.1f}" for k, v in report["raw_ort_batch8_images_per_s"].items()),
         "x raw = req/s over raw batch-1 images/s measured just before that level (faster session setup)",
+        f"CPU per image: raw ORT {report['raw_ort_cpu_ms_per_image']:.2f} ms; server (whole process, per request): "
+        + ", ".join(
+            f"c{lv['concurrency']} {lv['server_cpu_ms_per_request']:.2f} ms"
+            for lv in report["levels"]
+            if lv["server_cpu_ms_per_request"] is not None
+        ),
         f"{'conc':>4} {'req':>5} {'2xx':>5} {'5xx':>4} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'raw/s':>7} {'x raw':>6}",
     ]
     for lv in report["levels"]:

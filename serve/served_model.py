@@ -68,18 +68,18 @@ class ServedModel:
         return self.state == "ready"
 
     def load(self) -> None:
-        """Open the backend and warm it up at batch 1 and the largest batch (blocking; run in a thread)."""
+        """Open the backend and warm it up at every batch size (blocking; run in a thread)."""
         self.state = "loading"
         t0 = time.perf_counter()
         self.backend = create_backend(self.backend_name, self.bundle_dir, self.manifest, self.settings)
         if self.backend.max_batch:
             self.max_batch = min(self.max_batch, self.backend.max_batch)
         example = self.example_rows(1)
-        for n in sorted({1, self.max_batch}):
-            batch = np.repeat(example, n, axis=0)
-            if self.backend.fixed_batch:
-                batch = np.repeat(example, self.backend.fixed_batch, axis=0)
-            self.backend.run(batch)
+        # Every batch size the batcher can form: ORT plans memory per input shape, and a shape's first
+        # run is several times slower, which would otherwise land on live requests.
+        sizes = [self.backend.fixed_batch] if self.backend.fixed_batch else range(1, self.max_batch + 1)
+        for n in sizes:
+            self.backend.run(np.repeat(example, n, axis=0))
         log.info(
             "model %s (%s, %s) loaded and warmed in %.2f s",
             self.name,

@@ -130,7 +130,7 @@ def test_translate_and_generate(server: tuple[str, subprocess.Popen]) -> None:
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         seeds = [1234, 1, 2, 1234, 3, 4, 1234, 5]
         batch = list(pool.map(lambda s: httpx.post(base + "/v2/models/dcgan/generate", json={"seed": s}), seeds))
-    assert all(r.content == a.content for r, s in zip(batch, seeds) if s == 1234)
+    assert all(r.content == a.content for r, s in zip(batch, seeds, strict=True) if s == 1234)
 
 
 def test_bad_inputs_are_4xx_and_server_stays_live(server: tuple[str, subprocess.Popen]) -> None:
