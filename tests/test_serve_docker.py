@@ -102,7 +102,11 @@ def test_compose_services_point_at_existing_dockerfiles() -> None:
 
 def test_serving_requirements_exclude_torch() -> None:
     lines = (DOCKER / "requirements-serve.txt").read_text().splitlines()
-    reqs = [re.split(r"[\[<>=;\s]", line.strip())[0] for line in lines if line.strip() and not line.startswith("#")]
+    reqs = [
+        re.split(r"[\[<>=;\s]", line.strip())[0]
+        for line in lines
+        if line.strip() and not line.startswith("#")
+    ]
     assert "torch" not in reqs and {"fastapi", "uvicorn", "pydantic-settings", "prometheus-client"} <= set(
         reqs
     )

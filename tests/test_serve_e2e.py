@@ -129,7 +129,9 @@ def test_translate_and_generate(server: tuple[str, subprocess.Popen]) -> None:
     # batched together with other requests, a seed still gives the same bytes
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         seeds = [1234, 1, 2, 1234, 3, 4, 1234, 5]
-        batch = list(pool.map(lambda s: httpx.post(base + "/v2/models/dcgan/generate", json={"seed": s}), seeds))
+        batch = list(
+            pool.map(lambda s: httpx.post(base + "/v2/models/dcgan/generate", json={"seed": s}), seeds)
+        )
     assert all(r.content == a.content for r, s in zip(batch, seeds, strict=True) if s == 1234)
 
 
