@@ -280,6 +280,8 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
 def apply_override(raw: dict[str, Any], item: str) -> dict[str, Any]:
     """Apply one ``a.b.c=value`` to the raw recipe dict, checking the path against :class:`RunConfig`."""
     parts, value = _parse_override(item)
+    if parts[0] == "generator":  # teacher recipes' name for the trained model
+        parts[0] = "student"
     tp: Any = RunConfig
     node: Any = raw
     for i, part in enumerate(parts):

@@ -25,7 +25,7 @@ from distill.engine.hooks import FeatureTaps
 from distill.engine.runtime import Runtime, set_requires_grad
 from distill.errors import ConfigError
 from distill.losses.adversarial import check_gan_mode, discriminator_loss, generator_loss, gradient_penalty
-from distill.losses.base import LossTerm, build_loss, format_formula
+from distill.losses.base import build_loss, format_formula
 from distill.registry import create_model, model_info
 
 log = logging.getLogger(__name__)
