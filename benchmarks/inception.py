@@ -185,8 +185,10 @@ class FIDInception(nn.Module):
     which is what pytorch-fid does after mapping [0, 1] inputs to [-1, 1].
     """
 
-    def __init__(self) -> None:
+    def __init__(self, input_size: int | None = None) -> None:
         super().__init__()
+        # 299 is the FID protocol; smaller sizes (>= 75) only serve fast tests and are not comparable.
+        self.input_size = input_size or INPUT_SIZE
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, kernel_size=3, stride=2)
         self.Conv2d_2a_3x3 = BasicConv2d(32, 32, kernel_size=3)
         self.Conv2d_2b_3x3 = BasicConv2d(32, 64, kernel_size=3, padding=1)
@@ -208,8 +210,9 @@ class FIDInception(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)  # grey images: replicate the channel
-        if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+        size = (self.input_size, self.input_size)
+        if x.shape[-2:] != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))  # (B, 64, 147, 147)
         x = F.max_pool2d(x, kernel_size=3, stride=2)  # (B, 64, 73, 73)
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))  # (B, 192, 71, 71)
@@ -244,7 +247,7 @@ def load_fid_inception(path: str | Path, device: str | torch.device = "cpu") -> 
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a state dict (got {type(state).__name__})")
-    model = FIDInception()
+    model = FIDInception(input_size=INPUT_SIZE)
     expected = model.state_dict()
     unexpected = sorted(set(state) - set(expected))
     missing = sorted(k for k in set(expected) - set(state) if not k.endswith("num_batches_tracked"))

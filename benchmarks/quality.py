@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_ENV = "SLIMGAN_INCEPTION_WEIGHTS"
 CACHE_ENV = "SLIMGAN_CACHE"
+FEATURE_DIM = 2048
 UNAVAILABLE = "unavailable"
 
 Images = Any  # torch.Tensor (N, C, H, W) in [-1, 1], or an iterable of such batches
@@ -64,16 +66,23 @@ def frechet_distance(
             f"shape mismatch: mu {mu1.shape} / {mu2.shape}, sigma {sigma1.shape} / {sigma2.shape}"
         )
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+    covmean = _sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
         log.warning("frechet_distance: singular product; adding %g to the covariance diagonals", eps)
         offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+        covmean = _sqrtm((sigma1 + offset).dot(sigma2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             raise ValueError(f"frechet_distance: sqrtm has a large imaginary part {np.max(np.abs(covmean.imag)):g}")
         covmean = covmean.real
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def _sqrtm(a: np.ndarray) -> np.ndarray:
+    """scipy's matrix square root, its singularity warnings silenced (the caller checks finiteness)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.asarray(linalg.sqrtm(a))
 
 
 def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,6 +91,27 @@ def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if features.ndim != 2 or features.shape[0] < 2:
         raise ValueError(f"need at least two feature vectors (N, D), got shape {features.shape}")
     return features.mean(0), np.cov(features, rowvar=False)
+
+
+def fid_from_features(real: np.ndarray, fake: np.ndarray) -> float:
+    """FID of two feature sets (N, D). Exact and fast when a set has fewer than D + 1 samples.
+
+    With centred features A (n1, D) and B (n2, D), Sigma_1 = A^T A / (n1 - 1) and Sigma_2 = B^T B / (n2 - 1),
+    so ``Tr((Sigma_1 Sigma_2)^(1/2)) = ||A B^T||_* / sqrt((n1 - 1)(n2 - 1))`` (nuclear norm): an
+    (n1 x n2) SVD instead of a (D x D) matrix square root. Large sets use :func:`frechet_distance`.
+    """
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    n1, n2, d = len(real), len(fake), real.shape[1]
+    if n1 < 2 or n2 < 2 or fake.shape[1] != d:
+        raise ValueError(f"need two (N >= 2, D) feature sets of equal D, got {real.shape} and {fake.shape}")
+    if min(n1, n2) > d:
+        return frechet_distance(*statistics(real), *statistics(fake))
+    mu1, mu2 = real.mean(0), fake.mean(0)
+    a, b = real - mu1, fake - mu2
+    tr1, tr2 = float((a * a).sum()) / (n1 - 1), float((b * b).sum()) / (n2 - 1)
+    nuclear = float(np.linalg.svd(a @ b.T, compute_uv=False).sum()) / math.sqrt((n1 - 1) * (n2 - 1))
+    diff = mu1 - mu2
+    return float(diff.dot(diff) + tr1 + tr2 - 2 * nuclear)
 
 
 def kid_from_features(
@@ -208,7 +238,7 @@ def compute_fid(real: Images, fake: Images, weights_path: str | Path | None, bat
     model = load_inception(weights_path, device)
     f_real, _ = inception_outputs(real, model, batch_size, device)
     f_fake, _ = inception_outputs(fake, model, batch_size, device)
-    return frechet_distance(*statistics(f_real), *statistics(f_fake))
+    return fid_from_features(f_real, f_fake)
 
 
 def compute_kid(real: Images, fake: Images, weights_path: str | Path | None, batch_size: int = 50,
@@ -464,7 +494,8 @@ def evaluate_models(
         row.update({k: _json_value(v) for k, v in acc.means().items()})
         if inception is not None and real_stats is not None:
             f_fake, l_fake = np.concatenate(feats), np.concatenate(logits)
-            row["fid"] = frechet_distance(real_stats["mu"], real_stats["sigma"], *statistics(f_fake))
+            row["fid"] = (fid_from_features(real_stats["features"], f_fake) if len(f_fake) <= FEATURE_DIM
+                          else frechet_distance(real_stats["mu"], real_stats["sigma"], *statistics(f_fake)))
             kid_mean, kid_std = kid_from_features(real_stats["features"], f_fake, subset_size=kid_subset_size)
             row["kid"], row["kid_std"] = kid_mean, kid_std
             row["is"], row["is_std"] = inception_score_from_logits(l_fake, is_splits)

@@ -65,3 +65,23 @@ def make_bundle(root: Path, name: str, arch: str = "resnet_6blocks", res: int = 
     )
     manifest.save(bundle)
     return bundle
+
+
+def fake_segmenter(images: torch.Tensor) -> torch.Tensor:
+    """A stand-in segmentation model: class = which third of [-1, 1] the red channel falls in, (B, H, W)."""
+    red = images[:, 0]
+    return (red > -1 / 3).long() + (red > 1 / 3).long()
+
+
+def fake_inception_weights(path: Path) -> Path:
+    """A randomly initialised FID Inception saved in pytorch-fid's state-dict format (tests only)."""
+    from benchmarks.inception import FIDInception
+
+    torch.manual_seed(0)
+    model = FIDInception()
+    for m in model.modules():  # non-trivial BN statistics, as a trained file has
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    torch.save(model.state_dict(), path)
+    return path
