@@ -123,12 +123,15 @@ def export_bundle(
     check: bool = True,
     speed_rounds: int = 5,
     speed_block_s: float = 0.5,
+    optimize: bool = True,
 ) -> ExportResult:
     """Export ``checkpoint`` into the bundle directory ``out`` (see module docstring).
 
     Raises :class:`MissingDependencyError` before any work when ``trt`` is asked for without TensorRT
     and a GPU, and :class:`ConfigError` for bad shapes or options. Parity failures do not raise: the
     bundle is written and ``ExportResult.ok`` is False, so the caller can show the table.
+    ``optimize``: apply the exact graph rewrites of :mod:`export.optimize` to ``model.onnx`` (and to the
+    teacher graph it is timed against); ``False`` ships the graph as exported and simplified.
     """
     from distill.checkpoint import load_checkpoint
     from distill.profile import count_macs, count_params
@@ -158,7 +161,8 @@ def export_bundle(
     x = make_inputs(info.input_kind, sample_shape, parity_batch, seed=0)
     example = torch.from_numpy(x[:1].copy())
     onnx_path = out / FILES["fp32"]
-    exported = export_onnx(model, onnx_path, example, input_kind=info.input_kind, opset=opset, dynamic_batch=True, dynamic_spatial=True)
+    exported = export_onnx(model, onnx_path, example, input_kind=info.input_kind, opset=opset, dynamic_batch=True, dynamic_spatial=True,
+                           optimize=optimize)
     notes += exported.notes
     files = {"fp32": FILES["fp32"]}
     ref = _torch_run(model, x)
@@ -233,7 +237,7 @@ def export_bundle(
     if check:
         speed = _measure_speed(
             out, model, teacher_model, info.input_kind, sample_shape, bopt, opset, threads, macs, params, teacher_info, files, engine, notes,
-            rounds=speed_rounds, block_s=speed_block_s,
+            rounds=speed_rounds, block_s=speed_block_s, optimize=optimize, student_export=exported,
         )
 
     # 7. Manifest and reports ------------------------------------------------------------------
@@ -307,7 +311,8 @@ def _manifest(model, info, kwargs, exported, files, opset, macs, params, bmax, s
 
 
 def _measure_speed(
-    out, model, teacher_model, input_kind, sample_shape, batch, opset, threads, macs, params, teacher_info, files, engine, notes, rounds, block_s
+    out, model, teacher_model, input_kind, sample_shape, batch, opset, threads, macs, params, teacher_info, files, engine, notes, rounds, block_s,
+    optimize=True, student_export=None,
 ) -> dict[str, Any]:
     """Side-by-side latency rows (see export.speed). Returns the ``speed.json`` document."""
     import onnxruntime as ort
@@ -317,7 +322,7 @@ def _measure_speed(
     x = make_inputs(input_kind, sample_shape, batch, seed=2)
     student_info = {"macs": macs, "params": params, "arch": model.slimgan_config["arch"]}
     with tempfile.TemporaryDirectory(prefix="slimgan-speed-") as tmp:
-        student_graph, teacher_graph, graph_note = _speed_graphs(out, model, teacher_model, x, input_kind, opset, Path(tmp))
+        student_graph, teacher_graph, graph_note = _speed_graphs(out, teacher_model, x, input_kind, opset, Path(tmp), optimize, student_export)
         rows = compare_onnx(student_graph, teacher_graph, x, threads, student_info, teacher_info, rounds=rounds, min_time_s=block_s)
         doc: dict[str, Any] = {
             "checked": True,
@@ -326,7 +331,8 @@ def _measure_speed(
             "batch": batch,
             "input_shape": list(x.shape),
             "timed_graph": graph_note,
-            "session_options": "ORT_ENABLE_ALL, sequential, mem pattern + CPU arena, intra_op_num_threads=threads, inter_op=1",
+            "session_options": "ORT_ENABLE_ALL, sequential, mem pattern + CPU arena, intra_op_num_threads=threads, inter_op=1, "
+                               "session.intra_op.allow_spinning=0",
             "rounds": rounds,
             "versions": {"onnxruntime": ort.__version__, "python": platform.python_version(), "machine": platform.machine()},
             "rows": rows,
@@ -376,11 +382,20 @@ def _measure_speed(
     return doc
 
 
-def _speed_graphs(out: Path, model, teacher_model, x: np.ndarray, input_kind: str, opset: int, tmp: Path) -> tuple[Path, Path | None, str]:
-    """The graphs timed for the side-by-side comparison: both exported by the same pipeline."""
+def _speed_graphs(
+    out: Path, teacher_model, x: np.ndarray, input_kind: str, opset: int, tmp: Path, optimize: bool, student_export
+) -> tuple[Path, Path | None, dict[str, Any]]:
+    """The graphs timed side by side: the shipped ``model.onnx`` and the teacher through the same pipeline."""
     student_graph = out / "model.onnx"
     teacher_graph = None
+    doc: dict[str, Any] = {
+        "student": "model.onnx (the shipped graph: dynamic axes, onnxsim"
+        + (", slimgan graph optimisation)" if optimize else ", no graph optimisation)"),
+        "student_passes": list(student_export.optimized) if student_export is not None else [],
+    }
     if teacher_model is not None:
         teacher_graph = tmp / "teacher.onnx"
-        export_onnx(teacher_model, teacher_graph, torch.from_numpy(x[:1].copy()), input_kind=input_kind, opset=opset)
-    return student_graph, teacher_graph, "model.onnx (dynamic axes, onnxsim); teacher exported by the same pipeline"
+        t_export = export_onnx(teacher_model, teacher_graph, torch.from_numpy(x[:1].copy()), input_kind=input_kind, opset=opset, optimize=optimize)
+        doc["teacher"] = "teacher exported by the same pipeline (same export, simplification and optimisation options)"
+        doc["teacher_passes"] = list(t_export.optimized)
+    return student_graph, teacher_graph, doc

@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-check", dest="check", action="store_false", help="skip parity and speed measurements")
     p.add_argument("--speed-rounds", type=int, default=5, metavar="N",
                    help="interleaved teacher/student timing rounds of about 0.5 s each per model (default 5)")
+    p.add_argument("--no-optimize", dest="optimize", action="store_false",
+                   help="ship the ONNX graph as exported (skip the exact rewrites of export.optimize)")
     p.add_argument("--json", action="store_true", help="print parity and speed as JSON instead of tables")
     p.set_defaults(func=run_export)
 
@@ -61,6 +63,7 @@ def run_export(args: argparse.Namespace) -> int:
         threads=args.threads,
         check=args.check,
         speed_rounds=max(1, args.speed_rounds),
+        optimize=args.optimize,
     )
     if args.json:
         print(json.dumps({"bundle": str(result.bundle), "ok": result.ok, "parity": result.parity, "speed": result.speed}, indent=2))

@@ -50,6 +50,7 @@ class OnnxExport:
     dynamic_spatial: bool
     simplified: bool
     notes: list[str] = field(default_factory=list)
+    optimized: list[str] = field(default_factory=list)
 
 
 def dynamic_axes_for(input_kind: str, spatial: bool, batch: bool = True) -> dict[str, dict[int, str]]:
@@ -165,6 +166,7 @@ def export_onnx(
     dynamic_batch: bool = True,
     dynamic_spatial: bool = True,
     simplify: bool = True,
+    optimize: bool = True,
 ) -> OnnxExport:
     """Export ``model`` (switched to eval mode) to ``path`` and verify the graph.
 
@@ -203,6 +205,16 @@ def export_onnx(
                     onnx.checker.check_model(proto, full_check=True)
                 except onnx.checker.ValidationError as exc:
                     raise ExportError(f"simplified graph fails onnx.checker: {exc}") from exc
+        optimized: list[str] = []
+        if optimize:
+            from export.optimize import optimize_verified
+
+            step = _size_step(model)
+            probes = [x]
+            if spatial:  # also a second size, as the dynamic graph must hold at every valid size
+                probes.append(_probe(x, step))
+            proto, optimized = optimize_verified(proto, probes, even_inputs=input_kind == "image" and step % 2 == 0)
+            notes += optimized
     finally:
         original.train(was_training)
     proto.producer_name = "slimgan"
@@ -219,6 +231,7 @@ def export_onnx(
         dynamic_spatial=spatial,
         simplified=simplified,
         notes=notes,
+        optimized=[n for n in optimized if n.startswith("optimised")],
     )
 
 
@@ -242,6 +255,13 @@ def _check_spatial(
     notes.append(f"spatial axes fixed at {h}x{w}: the graph does not generalise to other sizes")
     log.warning(notes[-1])
     return _torch_export(model, example, opset, dynamic_axes_for("image", False, dynamic_batch)), False
+
+
+def _probe(x: np.ndarray, step: int) -> np.ndarray:
+    """An input of the same distribution as ``x`` at (H + step, W + 2 step), batch 2."""
+    rng = np.random.default_rng(3)
+    h, w = x.shape[-2:]
+    return rng.uniform(-1.0, 1.0, (2, x.shape[1], h + step, w + 2 * step)).astype(np.float32)
 
 
 def _size_step(model: nn.Module) -> int:
