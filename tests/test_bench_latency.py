@@ -1,0 +1,121 @@
+"""`slimgan bench latency`: the three output files, skip reasons, speedup next to MAC ratio, roofline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import roofline
+from benchmarks.devices import DEVICES, get_device
+from benchmarks.latency import LatencyConfig
+from distill.cli import main
+from distill.errors import ConfigError
+from tests.bench_helpers import make_bundle
+
+FAST = ["--res", "32", "--min-runs", "10", "--min-time", "0.05", "--warmup", "0.02"]
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bundles")
+    teacher = make_bundle(root, "teacher", ngf=8)
+    student = make_bundle(root, "student", ngf=4, checkpoint=False, fp16=True)
+    return teacher, student
+
+
+def test_latency_writes_json_md_png_with_speedup_and_skip_reasons(bundles, tmp_path, capsys) -> None:
+    teacher, student = bundles
+    out = tmp_path / "lat"
+    code = main(["bench", "latency", "--models", str(student), "--teacher", str(teacher),
+                 "--backends", "torch,ort,ort-fp16,ort-int8,cuda,trt", "--threads", "1,2", "--batch", "1,2",
+                 *FAST, "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "latency.json").read_text())
+    assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "latency.md").read_text()
+
+    env = report["environment"]
+    assert env["cpu_model"] and env["onnxruntime"] and "CPUExecutionProvider" in env["onnxruntime_providers"]
+    cells = {(r["model"], r["backend"], r["threads"], r["batch"]): r for r in report["results"]}
+    for key in [("teacher", "torch", 1, 1), ("teacher", "ort", 2, 2), ("student", "ort", 1, 2),
+                ("student", "ort-fp16", 1, 1)]:
+        r = cells[key]
+        assert r["runs"] >= 10
+        assert r["min_ms"] <= r["median_ms"] <= r["p90_ms"] <= r["p95_ms"] <= r["p99_ms"] <= r["max_ms"]
+        assert r["throughput_ips"] == pytest.approx(1000.0 / r["mean_ms"] * r["batch"])
+    assert ("student", "torch", 1, 1) not in cells  # its checkpoint is absent
+
+    reasons = {(s["model"], s["backend"]): s["reason"] for s in report["skipped"]}
+    assert "not on this machine" in reasons[("student", "torch")]
+    assert "no int8 model" in reasons[("teacher", "ort-int8")]
+    assert "fp16" in reasons[("teacher", "ort-fp16")]
+    for backend in ("cuda", "trt"):
+        assert reasons[("teacher", backend)] and reasons[("student", backend)]
+    printed = capsys.readouterr().out
+    assert "Skipped:" in printed and reasons[("teacher", "trt")] in printed
+
+    # speedup = teacher median / student median on the same cell; MAC ratio from the graphs
+    models = report["models"]
+    assert models["teacher"]["macs"] == models["teacher"]["manifest_macs"]  # ONNX costing == torch counter
+    mac_ratio = models["teacher"]["macs"] / models["student"]["macs"]
+    assert mac_ratio > 2
+    s = cells[("student", "ort", 2, 1)]
+    assert s["speedup"] == pytest.approx(cells[("teacher", "ort", 2, 1)]["median_ms"] / s["median_ms"])
+    assert s["mac_ratio"] == pytest.approx(mac_ratio)
+    assert "speedup" in md and "MAC ratio" in md and f"{mac_ratio:.2f}x" in md
+
+
+def test_latency_predictions_are_labelled_predicted(bundles, tmp_path) -> None:
+    teacher, student = bundles
+    out = tmp_path / "pred"
+    assert main(["bench", "latency", str(student), "--teacher", str(teacher), "--backends", "ort",
+                 "--threads", "1", *FAST, "--predict", "orin-nano,phone-cpu", "--out", str(out)]) == 0
+    report = json.loads((out / "latency.json").read_text())
+    preds = report["predictions"]
+    assert {p["device"] for p in preds} == {"orin-nano", "phone-cpu"}
+    assert all(p["label"] == "predicted" and p["predicted_ms"] > 0 for p in preds)
+    host = report["calibration"]["host"]["1"]
+    assert host["peak_gflops"] > 0 and host["bandwidth_gbs"] > 0
+    assert "(predicted)" in (out / "latency.md").read_text()
+    # a slimmer model is predicted faster on every device
+    by = {(p["model"], p["device"]): p["ideal_ms"] for p in preds}
+    assert by[("student", "orin-nano")] < by[("teacher", "orin-nano")]
+
+
+def test_unknown_backend_and_device_are_user_errors(bundles, tmp_path, capsys) -> None:
+    teacher, _ = bundles
+    assert main(["bench", "latency", str(teacher), "--backends", "tpu", "--out", str(tmp_path)]) == 2
+    assert "unknown backend 'tpu'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="choose from"):
+        get_device("pixel-9")
+    with pytest.raises(ConfigError):
+        LatencyConfig(batches=[0])
+
+
+def test_onnx_layer_costs_match_torch_mac_counter(tmp_path) -> None:
+    from distill.checkpoint import load_checkpoint
+    from distill.profile import count_macs, example_input
+
+    for name, res, kwargs in [("unet", 128, {"arch": "unet_128", "ngf": 2}),
+                              ("dcgan", 32, {"arch": "dcgan", "ngf": 4, "nz": 8})]:
+        bundle = make_bundle(tmp_path, name, res=res, **kwargs)
+        model = load_checkpoint(tmp_path / f"{name}_ckpt")
+        x = example_input(model, res)
+        costs = roofline.layer_costs(bundle / "model.onnx", tuple(x.shape))
+        assert roofline.total_macs(costs) == count_macs(model, x)
+        assert all(c.bytes >= 0 for c in costs) and sum(c.weight_bytes for c in costs) > 0
+
+
+def test_roofline_formula_and_device_table() -> None:
+    costs = [roofline.LayerCost("conv", "Conv", macs=10**9, weight_bytes=0, activation_bytes=10**6),
+             roofline.LayerCost("add", "Add", macs=0, weight_bytes=0, activation_bytes=10**9)]
+    # compute-bound layer: 2e9 FLOP / 1e12 = 2 ms; memory-bound layer: 1e9 B / 1e11 = 10 ms
+    assert roofline.ideal_time_s(costs, 1e12, 1e11) == pytest.approx(0.002 + 0.010)
+    assert roofline.compute_bound_fraction(costs, 1e12, 1e11) == pytest.approx(2 / 12)
+    pred = roofline.predict(costs, "phone-cpu", efficiency=0.5, threads=2)
+    phone = DEVICES["phone-cpu"]
+    expected = max(2e9 / (phone.peak_gflops["fp32"] * 1e9 / 2), 1e6 / 25.6e9) + 1e9 / 25.6e9
+    assert pred["ideal_ms"] == pytest.approx(expected * 1e3)
+    assert pred["predicted_ms"] == pytest.approx(pred["ideal_ms"] / 0.5) and pred["label"] == "predicted"
+    assert {"jetson-nano", "xavier-nx", "orin-nano", "orin-agx", "phone-cpu"} <= set(DEVICES)
