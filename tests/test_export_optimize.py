@@ -186,3 +186,23 @@ def test_optimize_verified_checks_and_reports() -> None:
     plain = _convtranspose_model(pads=[0, 0, 0, 0], output_padding=[0, 0])
     same, none = optimize_verified(plain, [_x(1, 5, 4, 4)])
     assert same is plain and none == []
+
+
+def test_export_onnx_ships_the_optimised_graph_with_torch_parity(tmp_path) -> None:
+    import torch
+
+    from distill.registry import create_model
+    from export.onnx_export import export_onnx
+
+    torch.manual_seed(0)
+    model = create_model("mobile_resnet_9blocks", ngf=4).eval()
+    x = torch.rand(2, 3, 32, 40) * 2 - 1
+    opt = export_onnx(model, tmp_path / "opt.onnx", x[:1], input_kind="image")
+    plain = export_onnx(model, tmp_path / "plain.onnx", x[:1], input_kind="image", optimize=False)
+    ops = _ops(onnx.load(str(tmp_path / "opt.onnx")))
+    assert "ConvTranspose" not in ops and ops.count("SpaceToDepth") == 1 and opt.optimized and opt.dynamic_spatial
+    assert "ConvTranspose" in _ops(onnx.load(str(tmp_path / "plain.onnx"))) and not plain.optimized
+    with torch.no_grad():
+        ref = model(x).numpy()
+    out = make_session(tmp_path / "opt.onnx").run(None, {"input": x.numpy()})[0]
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
