@@ -200,7 +200,7 @@ def test_export_onnx_ships_the_optimised_graph_with_torch_parity(tmp_path) -> No
     opt = export_onnx(model, tmp_path / "opt.onnx", x[:1], input_kind="image")
     plain = export_onnx(model, tmp_path / "plain.onnx", x[:1], input_kind="image", optimize=False)
     ops = _ops(onnx.load(str(tmp_path / "opt.onnx")))
-    assert "ConvTranspose" not in ops and ops.count("SpaceToDepth") == 1 and opt.optimized and opt.dynamic_spatial
+    assert "ConvTranspose" not in ops and "SpaceToDepth" in ops and opt.optimized and opt.dynamic_spatial
     assert "ConvTranspose" in _ops(onnx.load(str(tmp_path / "plain.onnx"))) and not plain.optimized
     with torch.no_grad():
         ref = model(x).numpy()
