@@ -21,15 +21,17 @@ from pathlib import Path
 import torch
 
 
-def _median_time(fn, steps: int, warmup: int = 3) -> float:
+def _interleaved(a, b, steps: int, warmup: int = 3) -> tuple[float, float]:
     for _ in range(warmup):
-        fn()
-    times = []
+        a()
+        b()
+    ta, tb = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, acc in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb)
 
 
 def measure(res: int = 64, batch: int = 4, steps: int = 30, teacher_ngf: int = 32, student_ngf: int = 8) -> dict:
@@ -79,10 +81,7 @@ def measure(res: int = 64, batch: int = 4, steps: int = 30, teacher_ngf: int = 3
         loss.backward()
         opt.step()
 
-    bare = _median_time(bare_step, steps)
-    engine = _median_time(engine_step, steps)
-    bare2 = _median_time(bare_step, steps)  # again, to bracket drift on a shared machine
-    bare = min(bare, bare2)
+    bare, engine = _interleaved(bare_step, engine_step, steps)  # alternate: drift on a shared machine hits both
     return {"res": res, "batch": batch, "steps": steps, "threads": torch.get_num_threads(),
             "teacher": f"resnet_6blocks ngf {teacher_ngf}", "student": f"resnet_6blocks ngf {student_ngf}",
             "feature_layers": layers, "bare_ms": round(bare * 1e3, 2), "engine_ms": round(engine * 1e3, 2),
