@@ -18,6 +18,11 @@ layout, whose block is 8 (AVX2) or 16 (AVX-512) channels.
   space-to-depth input (2x2 pixels folded into channels) the same convolution is a ``ceil((k+1)/2)``
   kernel producing ``4 * C_out`` channels at half resolution, then ``DepthToSpace(2)``.
 
+Measured (ONNX Runtime 1.31 CPU, 2 intra-op threads without spinning, AVX-512, 1x3x256x256, interleaved
+with the teacher, ``benchmarks/export_speed.py``): mobile_resnet_9blocks ngf 16 42.0 -> 34.4 ms median,
+resnet_9blocks ngf 64 1026 -> 1009 ms (the teacher is not slowed). The head conv goes from about a fifth
+of the student's time to about a tenth; ``DepthToSpace`` costs about 3 ms of what the rewrites save.
+
 :func:`optimize_model` applies every pass and returns the model with a list of what it changed;
 :func:`optimize_verified` also checks the result against the input graph in ONNX Runtime.
 """
