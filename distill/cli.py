@@ -22,7 +22,6 @@ COMMAND_MODULES = (
     "distill.commands.data",
     "distill.commands.checkpoint",
     "distill.commands.train",
-    "distill.commands.train",
     "export.cli",
     "benchmarks.cli",
     "serve.cli",
