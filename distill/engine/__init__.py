@@ -33,12 +33,18 @@ student's D), ``teacher_discriminator`` (D̄, frozen, updated or online), ``gan_
 
 **One step of the default method** (``method: {name: generator}``, :mod:`distill.engine.methods`):
 
-1. online teacher only: teacher step (its own D step, then G_t step with ``teacher.loss`` terms);
+1. online teacher only: teacher step (its own D step, then G_t step with ``teacher.loss`` terms),
+   for the main teacher and each ``teacher.extra`` one (OMGD's wide + deep teachers);
 2. forward: ``teacher_out = G_t(x)`` (no grad) and ``student_out = G_s(x)``, features tapped;
+   extra online teachers' outputs go to ``ctx.extras["extra_teacher_outs"]``; with
+   ``teacher.eval_every`` G_t is the best evaluated snapshot (crd §4.1), once there is one;
 3. D step (when ``discriminator`` is configured): ``gan_mode`` loss on real vs detached fake
    (plus gradient penalty for wgangp); D̄ too when ``teacher.train_discriminator`` is set;
 4. ``aux_step(ctx)`` of each active term;
 5. student step: ``L_G = Σ w_i · term_i(ctx)`` (formula printed at start), Adam, linear LR decay.
+
+After each step the loop calls ``method.after_step(done, held_out)`` on every rank (teacher
+evaluation and selection every ``teacher.eval_every`` steps; logged as ``teacher_eval_*``).
 
 **Methods** replace the whole step when loss terms are not enough (CycleGAN's two generators):
 subclass :class:`distill.engine.methods.TrainingMethod` and decorate with

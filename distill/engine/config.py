@@ -100,6 +100,21 @@ class TeacherAutoConfig:
 
 
 @dataclass(frozen=True)
+class ExtraTeacherConfig:
+    """One more online teacher trained beside the main one (OMGD's complementary wide and deep teachers).
+
+    name: its label (``deep``): checkpoints go to ``teacher_<name>/`` (and ``teacher_<name>_best/``).
+    model: its generator. online_discriminator / loss: its own D and teacher objective; when left out
+    they copy ``teacher.online_discriminator`` / ``teacher.loss`` (fresh modules, never shared).
+    """
+
+    name: str = ""
+    model: ModelConfig | None = None
+    online_discriminator: DiscriminatorConfig | None = None
+    loss: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class TeacherConfig:
     """The teacher: generator G_t and/or discriminator D̄.
 
@@ -107,6 +122,15 @@ class TeacherConfig:
     discriminator ``online_discriminator`` and ``loss`` terms, as in OMGD / CRD), or ``none``.
     use_generator: False when only D̄ is used (DGL-GAN).
     train_discriminator: update D̄ in the discriminator step (DGL-GAN ablation) instead of freezing it.
+    extra: more online teachers (OMGD: ``model`` is the wide teacher, ``extra: [{name: deep, model:
+    ...}]`` the deep one); their outputs reach the terms in ``ctx.extras["extra_teacher_outs"]``,
+    where the output-level OMGD terms sum over them. Feature taps stay on the main teacher.
+    eval_every: online teachers only: every that many steps evaluate each online teacher on the
+    held-out split and keep its best weights (crd §4.1: "existing teachers are replaced if
+    better-performing ones are found"); the student then distils from the best teacher, which is
+    saved as ``teacher_best/``. Before the first evaluation it distils from the current teacher.
+    0 turns selection off. eval_metric: what "better" means ("" as ``eval.best_metric``: psnr_gt,
+    then psnr_teacher, then fid; fid needs ``eval.inception_weights``).
     """
 
     mode: str = "offline"
@@ -118,6 +142,9 @@ class TeacherConfig:
     online_discriminator: DiscriminatorConfig | None = None
     loss: list[dict[str, Any]] = field(default_factory=list)
     auto: TeacherAutoConfig | None = None
+    extra: list[ExtraTeacherConfig] = field(default_factory=list)
+    eval_every: int = 0
+    eval_metric: str = ""
 
 
 @dataclass(frozen=True)
@@ -217,6 +244,9 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if origin is list or tp is list:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where} must be a list, got {value!r}")
+        item_tp = (typing.get_args(tp) or (Any,))[0]
+        if dataclasses.is_dataclass(item_tp):
+            return [_convert(item_tp, v, f"{where}.{i}") for i, v in enumerate(value)]
         return list(value)
     if tp is bool:
         if not isinstance(value, bool):

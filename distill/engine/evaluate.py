@@ -61,6 +61,28 @@ def evaluate(method, batches: list[Batch], device: torch.device, inception_weigh
     return metrics
 
 
+class _ModelPredictor:
+    """``predict`` for a bare generator (evaluated in inference mode, its train/eval mode restored)."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+
+    def predict(self, real_a: torch.Tensor) -> dict[str, torch.Tensor]:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return {"student": self.model(real_a)}
+        finally:
+            self.model.train(was_training)
+
+
+@torch.no_grad()
+def evaluate_model(model: torch.nn.Module, batches: list[Batch], device: torch.device,
+                   inception_weights: str = "") -> dict[str, float]:
+    """:func:`evaluate` for one generator on its own: ``psnr_gt`` / ``ssim_gt`` / ``vol`` (and ``fid``)."""
+    return evaluate(_ModelPredictor(model), batches, device, inception_weights)
+
+
 def pick_best_metric(requested: str, metrics: dict[str, float]) -> tuple[str, str]:
     """(metric, "max"|"min"): the requested one, else psnr_gt, psnr_teacher, fid, in that order."""
     name = requested or next((m for m in ("psnr_gt", "psnr_teacher", "fid") if m in metrics), "")

@@ -6,6 +6,7 @@ synthetic data and teachers, build the method, restore ``state.pt`` on ``resume`
     for step in range(start, train.steps):
         logs = method.train_step(stream.batch(step), step)   # terms, D step, aux steps, G step
         schedulers.step()                                      # linear decay to zero
+        method.after_step(step + 1, held_out)                 # e.g. online-teacher selection
         every log_every: metrics.csv row; every eval_every: held-out metrics and best/;
         every sample_every: samples/step_XXXXXX.png; every save_every: student/ and state.pt
 
@@ -308,8 +309,9 @@ def _run(config: RunConfig, out: Path, rt: Runtime, resume: bool, kind: str,
                 s.step()
             done = step + 1
             is_last = done == tc.steps
+            selection = method.after_step(done, held_out)  # every rank: e.g. online-teacher selection
             if rt.is_main:
-                row = dict(logs)
+                row = {**logs, **selection}
                 if (tc.eval_every and done % tc.eval_every == 0) or is_last:
                     row.update(run_eval(done))
                 if (tc.log_every and done % tc.log_every == 0) or is_last or len(row) > len(logs):

@@ -9,8 +9,11 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +24,13 @@ from distill.checkpoint import load_checkpoint, read_checkpoint_config
 from distill.engine.config import DiscriminatorConfig, ModelConfig, RunConfig
 from distill.engine.context import StepContext
 from distill.engine.data import Batch
+from distill.engine.evaluate import evaluate_model
 from distill.engine.hooks import FeatureTaps
 from distill.engine.runtime import Runtime, set_requires_grad
 from distill.errors import ConfigError
 from distill.losses.adversarial import check_gan_mode, discriminator_loss, generator_loss, gradient_penalty
 from distill.losses.base import build_loss, format_formula
+from distill.losses.omgd import EXTRA_TEACHERS
 from distill.registry import create_model, model_info
 
 log = logging.getLogger(__name__)
@@ -132,6 +137,13 @@ class TrainingMethod:
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
         raise NotImplementedError
 
+    def after_step(self, done: int, held_out: list[Batch]) -> dict[str, float]:
+        """Called on every rank after step ``done`` (1-based count) with the held-out batches; returns logs.
+
+        Default: nothing. The generator method evaluates and selects its online teachers here.
+        """
+        return {}
+
     @torch.no_grad()
     def predict(self, real_a: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -149,6 +161,37 @@ def _eval_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     out = model(x)
     model.train(was_training)
     return out
+
+
+@dataclass
+class OnlineTeacher:
+    """One online teacher: G_t, its discriminator, its objective and, with selection, its best snapshot.
+
+    ``best`` is a frozen copy of ``model`` holding the best weights found by the periodic evaluation
+    (crd §4.1); the student distils from it once it has been filled (:meth:`distill_model`).
+    """
+
+    name: str  # "teacher" (the main one) or "teacher_<name>" (extra)
+    model: nn.Module
+    discriminator: nn.Module | None
+    d_cfg: DiscriminatorConfig | None
+    terms: nn.ModuleList
+    best: nn.Module | None = None
+    index: int = 0
+
+    def distill_model(self, selection: _TeacherSelection | None) -> nn.Module:
+        if self.best is not None and selection is not None and int(selection.best_step[self.index]) >= 0:
+            return self.best
+        return self.model
+
+
+class _TeacherSelection(nn.Module):
+    """Best score and step per online teacher, as buffers (so ``state.pt`` restores them on resume)."""
+
+    def __init__(self, num: int):
+        super().__init__()
+        self.register_buffer("best_value", torch.full((num,), math.nan, dtype=torch.float64))
+        self.register_buffer("best_step", torch.full((num,), -1, dtype=torch.long))
 
 
 @register_method("generator")
@@ -194,9 +237,16 @@ class GeneratorMethod(TrainingMethod):
 
             run = yaml.safe_load(paths["teacher_discriminator"].parent.joinpath("config.yaml").read_text()) or {}
             self.teacher_d_mode = ((run.get("discriminator") or {}).get("gan_mode")) or self.teacher_d_mode
-        # online teacher's own discriminator and terms
+        # online teachers: the main one (+ OMGD's complementary ones), each with its D and terms
         self.online_d: nn.Module | None = None
         self.online_terms = nn.ModuleList()
+        self.online_teachers: list[OnlineTeacher] = []
+        self.selection: _TeacherSelection | None = None
+        if not self.online and (tcfg.extra or tcfg.eval_every):
+            raise ConfigError("teacher.extra and teacher.eval_every need teacher.mode: online (teachers trained "
+                              f"with the student); teacher.mode is {tcfg.mode!r}")
+        if tcfg.eval_every < 0:
+            raise ConfigError(f"teacher.eval_every must be >= 0 (0: no teacher selection), got {tcfg.eval_every}")
         if self.online:
             if self.teacher is None:
                 raise ConfigError("teacher.mode online needs teacher.model (or teacher.checkpoint to start from)")
@@ -206,6 +256,25 @@ class GeneratorMethod(TrainingMethod):
             self.online_terms = nn.ModuleList(build_loss(s) for s in tcfg.loss)
             if not len(self.online_terms):
                 raise ConfigError("teacher.mode online needs teacher.loss terms (e.g. adv + l1_target)")
+            self.online_teachers.append(OnlineTeacher("teacher", self.teacher, self.online_d,
+                                                      tcfg.online_discriminator, self.online_terms))
+            for i, extra in enumerate(tcfg.extra):
+                name = f"teacher_{extra.name or f'extra{i}'}"
+                if extra.model is None or not extra.model.arch:
+                    raise ConfigError(f"teacher.extra.{i} ({name}) needs model.arch")
+                if any(o.name == name for o in self.online_teachers):
+                    raise ConfigError(f"teacher.extra.{i}: the name {extra.name!r} is used twice")
+                model = build_generator(extra.model).to(dev).train()
+                d_cfg = extra.online_discriminator or tcfg.online_discriminator
+                d = build_discriminator(d_cfg, model).to(dev) if d_cfg is not None else None
+                terms = nn.ModuleList(build_loss(s) for s in (extra.loss or tcfg.loss))
+                self.online_teachers.append(OnlineTeacher(name, model, d, d_cfg, terms))
+            if tcfg.eval_every:
+                self.selection = _TeacherSelection(len(self.online_teachers)).to(dev)
+                for i, ot in enumerate(self.online_teachers):
+                    ot.index = i
+                    ot.best = copy.deepcopy(ot.model).eval()
+                    set_requires_grad([ot.best], False)
         # the student's terms
         self.terms = nn.ModuleList(build_loss(s) for s in config.loss)
         if not len(self.terms):
@@ -213,12 +282,14 @@ class GeneratorMethod(TrainingMethod):
         for t in self.terms:
             if t.needs_teacher and self.teacher is None:
                 raise ConfigError(f"loss term {t.name!r} needs a teacher generator; set teacher.checkpoint or teacher.auto")
-        for t in list(self.terms) + list(self.online_terms):
+        for t in list(self.terms) + [t for ot in self.online_teachers for t in ot.terms]:
             t.resolve_schedule(config.train.steps)
         self.terms.to(dev)
         self.student_taps = FeatureTaps(self.student, [p for t in self.terms for p in t.student_layers()])
-        self.teacher_taps = (FeatureTaps(self.teacher, [p for t in self.terms for p in t.teacher_layers()])
-                             if self.teacher is not None else None)
+        teacher_paths = [p for t in self.terms for p in t.teacher_layers()]
+        self.teacher_taps = FeatureTaps(self.teacher, teacher_paths) if self.teacher is not None else None
+        main_best = self.online_teachers[0].best if self.online_teachers else None
+        self.best_taps = FeatureTaps(main_best, teacher_paths) if main_best is not None else None
         self.student_ddp = self.student
         self._optimizers: dict[str, torch.optim.Optimizer] = {}
 
@@ -233,11 +304,25 @@ class GeneratorMethod(TrainingMethod):
             optimize=self.rt.optimize,
         )
 
+    def distill_teacher(self) -> nn.Module | None:
+        """The G_t the student learns from: the best snapshot once teacher selection has one, else the teacher."""
+        if self.online_teachers:
+            return self.online_teachers[0].distill_model(self.selection)
+        return self.teacher
+
     def _forward(self, ctx: StepContext, student: nn.Module) -> None:
         if self.teacher is not None:
+            teacher = self.distill_teacher()
+            taps = self.best_taps if teacher is not self.teacher else self.teacher_taps
+            if self.teacher_taps:
+                self.teacher_taps.clear()
             with torch.no_grad():
-                ctx.teacher_out = self.teacher(ctx.real_a).detach()  # (B, C, H, W)
-            ctx.teacher_feats = self.teacher_taps.take() if self.teacher_taps else {}
+                ctx.teacher_out = teacher(ctx.real_a).detach()  # (B, C, H, W)
+                if len(self.online_teachers) > 1:  # OMGD's complementary teachers, in inference mode
+                    ctx.extras[EXTRA_TEACHERS] = [
+                        _eval_forward(ot.distill_model(self.selection), ctx.real_a).detach()
+                        for ot in self.online_teachers[1:]]
+            ctx.teacher_feats = taps.take() if taps else {}
         ctx.student_out = student(ctx.real_a)  # (B, C, H, W), with grad
         ctx.student_feats = self.student_taps.take()
 
@@ -250,10 +335,12 @@ class GeneratorMethod(TrainingMethod):
         with torch.no_grad():
             self._forward(ctx, self.student)
         self.student.train(was)
-        for t in list(self.terms) + list(self.online_terms):
+        for t in list(self.terms) + [t for ot in self.online_teachers for t in ot.terms]:
             t.setup(ctx)
         self.terms.to(self.rt.device)
-        self.rt.broadcast_parameters([self.terms, *(m for m in (self.discriminator, self.online_d) if m is not None)])
+        extra = [m for ot in self.online_teachers[1:] for m in (ot.model, ot.discriminator, ot.terms) if m is not None]
+        self.rt.broadcast_parameters([self.terms, *(m for m in (self.discriminator, self.online_d) if m is not None),
+                                      *extra])
         self.student_ddp = self.rt.wrap(self.student)
 
     def build_optimizers(self) -> None:
@@ -265,14 +352,14 @@ class GeneratorMethod(TrainingMethod):
             self._optimizers["D"] = adam(self.discriminator.parameters(), self.d_cfg.lr or cfg.train.lr, cfg)
         if self.teacher_d is not None and cfg.teacher.train_discriminator:
             self._optimizers["D_teacher"] = adam(self.teacher_d.parameters(), cfg.train.lr, cfg)
-        if self.online:
-            self._optimizers["G_teacher"] = adam(
-                list(self.teacher.parameters()) + [p for t in self.online_terms for p in t.student_parameters()],
-                cfg.train.lr, cfg)
-            if self.online_d is not None:
-                od = cfg.teacher.online_discriminator
-                self._optimizers["D_teacher"] = adam(self.online_d.parameters(), od.lr or cfg.train.lr, cfg)
-        for t in list(self.terms) + list(self.online_terms):
+        for ot in self.online_teachers:
+            suffix = ot.name[len("teacher"):]  # "" for the main teacher, "_deep" for teacher_deep
+            self._optimizers[f"G_teacher{suffix}"] = adam(
+                list(ot.model.parameters()) + [p for t in ot.terms for p in t.student_parameters()], cfg.train.lr, cfg)
+            if ot.discriminator is not None:
+                self._optimizers[f"D_teacher{suffix}"] = adam(ot.discriminator.parameters(),
+                                                              ot.d_cfg.lr or cfg.train.lr, cfg)
+        for t in list(self.terms) + [t for ot in self.online_teachers for t in ot.terms]:
             for name, opt in t.aux_optimizers().items():
                 self._optimizers[f"{t.name}.{name}"] = opt
 
@@ -286,6 +373,13 @@ class GeneratorMethod(TrainingMethod):
             mods.update(teacher=self.teacher, teacher_terms=self.online_terms)
             if self.online_d is not None:
                 mods["teacher_discriminator"] = self.online_d
+        for ot in self.online_teachers[1:]:
+            mods.update({ot.name: ot.model, f"{ot.name}_terms": ot.terms})
+            if ot.discriminator is not None:
+                mods[f"{ot.name}_discriminator"] = ot.discriminator
+        if self.selection is not None:
+            mods["teacher_selection"] = self.selection
+            mods.update({f"{ot.name}_best": ot.best for ot in self.online_teachers})
         return mods
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -295,8 +389,10 @@ class GeneratorMethod(TrainingMethod):
         out = {"student": self.student}
         if self.discriminator is not None:
             out["discriminator"] = self.discriminator
-        if self.online:
-            out["teacher"] = self.teacher
+        for ot in self.online_teachers:
+            out[ot.name] = ot.model
+            if self.selection is not None and int(self.selection.best_step[ot.index]) >= 0:
+                out[f"{ot.name}_best"] = ot.best
         return out
 
     def formula(self) -> str:
@@ -304,8 +400,11 @@ class GeneratorMethod(TrainingMethod):
         if self.discriminator is not None:
             text += f";  L_D = {self.d_cfg.gan_mode}(D(real), D(G_s(x)))" + (
                 f" + {self.d_cfg.gp_weight:g}·GP" if self.d_cfg.gan_mode == "wgangp" else "")
-        if self.online:
-            text += ";  " + format_formula(list(self.online_terms), "L_G_teacher")
+        for ot in self.online_teachers:
+            text += ";  " + format_formula(list(ot.terms), f"L_G_{ot.name}")
+        if self.selection is not None:
+            text += (f";  every {self.config.teacher.eval_every} steps the student switches to the best "
+                     "evaluated teacher")
         return text
 
     # -- the step ------------------------------------------------------------------------------
@@ -323,31 +422,74 @@ class GeneratorMethod(TrainingMethod):
         set_requires_grad([d], False)
         return float(loss.detach())
 
-    def _teacher_step(self, batch: Batch, step: int) -> dict[str, float]:
+    def _teacher_step(self, batch: Batch, step: int, ot: OnlineTeacher | None = None) -> dict[str, float]:
         """Online teacher (OMGD / CRD): G_t and its D trained by ``teacher.loss`` on the same batch."""
+        ot = ot or self.online_teachers[0]
+        suffix = ot.name[len("teacher"):]
         ctx = self._context(batch, step)
-        ctx.student, ctx.teacher, ctx.discriminator = self.teacher, None, self.online_d
-        od = self.config.teacher.online_discriminator
+        ctx.student, ctx.teacher, ctx.discriminator = ot.model, None, ot.discriminator
+        od = ot.d_cfg
+        ctx.teacher_discriminator = ot.discriminator
         ctx.gan_mode = od.gan_mode if od else ctx.gan_mode
         ctx.conditional = bool(od and od.conditional)
         with self.rt.autocast():
-            ctx.student_out = self.teacher(ctx.real_a)
+            ctx.student_out = ot.model(ctx.real_a)
         logs = {}
-        if self.online_d is not None:
-            logs["D_teacher"] = self._d_step(self.online_d, ctx, ctx.student_out, od.gan_mode, od.gp_weight,
-                                             self._optimizers["D_teacher"])
+        if ot.discriminator is not None:
+            logs[f"{ot.name}.D"] = self._d_step(ot.discriminator, ctx, ctx.student_out, od.gan_mode,
+                                                      od.gp_weight, self._optimizers[f"D_teacher{suffix}"])
         with self.rt.autocast():
-            values = {t.name: t(ctx) for t in self.online_terms if t.active(step)}
-            total = sum(t.weight * values[t.name] for t in self.online_terms if t.name in values)
-        self.rt.optimize(total, self._optimizers["G_teacher"])
-        logs.update({f"G_teacher_{k}": float(v.detach()) for k, v in values.items()})
+            values = {t.name: t(ctx) for t in ot.terms if t.active(step)}
+            total = sum(t.weight * values[t.name] for t in ot.terms if t.name in values)
+        self.rt.optimize(total, self._optimizers[f"G_teacher{suffix}"])
+        logs.update({f"{ot.name}.G_{k}": float(v.detach()) for k, v in values.items()})
         return logs
+
+    def after_step(self, done: int, held_out: list[Batch]) -> dict[str, float]:
+        """Teacher selection (crd §4.1): every ``teacher.eval_every`` steps evaluate each online teacher on
+        the held-out batches and copy its weights into its best snapshot when it beats the best so far.
+
+        Runs on every rank with the same weights and data, so all ranks select the same teacher.
+        """
+        every = self.config.teacher.eval_every
+        if self.selection is None or not every or done % every or not held_out:
+            return {}
+        logs: dict[str, float] = {}
+        weights = self.config.eval.inception_weights
+        for ot in self.online_teachers:
+            metrics = evaluate_model(ot.model, held_out, self.rt.device, weights)
+            name, mode = self._teacher_metric(metrics)
+            value = float(metrics[name])
+            best = float(self.selection.best_value[ot.index])
+            better = math.isfinite(value) and (math.isnan(best) or (value > best if mode == "max" else value < best))
+            if better:
+                ot.best.load_state_dict(ot.model.state_dict())
+                self.selection.best_value[ot.index] = value
+                self.selection.best_step[ot.index] = done
+                log.info("step %d: %s %s = %.4g is the best so far; the student now distils from it",
+                         done, ot.name, name, value)
+            logs[f"{ot.name}_eval_{name}"] = value
+            logs[f"{ot.name}_best_{name}"] = float(self.selection.best_value[ot.index])
+            logs[f"{ot.name}_best_step"] = float(self.selection.best_step[ot.index])
+        return logs
+
+    def _teacher_metric(self, metrics: dict[str, float]) -> tuple[str, str]:
+        """(name, max|min): ``teacher.eval_metric``, else fid when computed (the crd paper's), else psnr_gt."""
+        requested = self.config.teacher.eval_metric
+        name = requested or next((m for m in ("fid", "psnr_gt") if m in metrics), "")
+        if name not in metrics:
+            have = ", ".join(sorted(metrics)) or "none"
+            raise ConfigError(
+                f"teacher.eval_every: the teacher metric {name or '(default)'!r} is not available; metrics computed on "
+                f"the held-out split: {have} (psnr_gt needs paired data, fid needs eval.inception_weights)")
+        return name, "min" if name in ("fid", "kid") else "max"
 
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
         batch = batch.to(self.rt.device)
         logs: dict[str, float] = {}
         if self.online:
-            logs.update(self._teacher_step(batch, step))
+            for ot in self.online_teachers:
+                logs.update(self._teacher_step(batch, step, ot))
             self.teacher.eval()  # the student learns from the current teacher in inference mode
         ctx = self._context(batch, step)
         with self.rt.autocast():
@@ -377,9 +519,10 @@ class GeneratorMethod(TrainingMethod):
         out = {"student": _eval_forward(self.student, real_a)}
         self.student_taps.clear()
         if self.teacher is not None:
-            out["teacher"] = _eval_forward(self.teacher, real_a)
-            if self.teacher_taps:
-                self.teacher_taps.clear()
+            out["teacher"] = _eval_forward(self.distill_teacher(), real_a)
+            for taps in (self.teacher_taps, self.best_taps):
+                if taps:
+                    taps.clear()
         return out
 
     def provenance(self) -> dict[str, Any]:
@@ -387,6 +530,8 @@ class GeneratorMethod(TrainingMethod):
         if self.teacher is not None and not self.online:
             info = getattr(self.teacher, "slimgan_checkpoint", {})
             prov.update(teacher=info.get("path"), teacher_sha256=info.get("sha256"))
+        if self.selection is not None:
+            prov["teacher_best_step"] = {ot.name: int(self.selection.best_step[ot.index]) for ot in self.online_teachers}
         return prov
 
 
