@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "distill.commands.train",
     "export.cli",
     "benchmarks.cli",
+    "benchmarks.demo",
     "serve.cli",
 )
 
