@@ -158,19 +158,22 @@ def teacher_agreement(setup: BenchSetup, student_dir: Path) -> dict[str, float]:
 
 
 def sec_per_step(run_dir: Path, steps: int) -> float:
-    """Steady-state training wall time per step from ``metrics.csv``: the ``time_s`` difference between the
-    first logged row and the last row logged before the final evaluation (whose time includes it), over
-    the steps between them. The first steps carry one-off costs (kernel selection for new shapes).
+    """Steady-state training wall time per step from ``metrics.csv``: the median over the intervals between
+    consecutive logged rows of Δtime_s / Δstep, leaving out the first row (one-off costs: kernel selection
+    for new shapes) and the final row (its time includes the final evaluation). The median makes the
+    figure robust to a burst of load from other processes on a shared machine.
     """
+    import statistics
+
     path = run_dir / "metrics.csv"
     if not path.is_file():
         return math.nan
     timed = [(int(r["step"]), float(r["time_s"])) for r in csv.DictReader(path.open())
              if r.get("time_s") not in (None, "")]
     before = [t for t in timed if t[0] < steps]
-    if len(before) >= 2:
-        (s0, t0), (s1, t1) = before[0], before[-1]
-        return (t1 - t0) / (s1 - s0)
+    rates = [(t1 - t0) / (s1 - s0) for (s0, t0), (s1, t1) in zip(before, before[1:], strict=False) if s1 > s0]
+    if rates:
+        return statistics.median(rates)
     step, seconds = (before or timed or [(1, math.nan)])[-1]
     return seconds / max(1, step)
 
