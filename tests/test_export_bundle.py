@@ -13,7 +13,7 @@ from torch import nn
 
 from distill import create_model, save_checkpoint
 from distill.cli import main
-from distill.registry import list_models, register_model
+from distill.registry import register_model
 from export.manifest import Manifest
 from export.runtime import make_session
 
@@ -30,10 +30,16 @@ class TraceBrokenGenerator(nn.Module):
         return y * 0.5 if torch.jit.is_tracing() else y
 
 
-if "test_trace_broken" not in list_models():
+@pytest.fixture
+def broken_arch():
+    """Register the trace-broken generator for one test only, so the zoo's list stays the built-in one."""
+    from distill import registry
+
     register_model("test_trace_broken", family="test", role="generator", task="translate", input_kind="image", size_multiple=4)(
         lambda ngf=4: TraceBrokenGenerator(ngf)
     )
+    yield "test_trace_broken"
+    registry._REGISTRY.pop("test_trace_broken", None)
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +114,8 @@ def test_latent_generator_bundle(tmp_path) -> None:
     assert parity["inputs"]["distribution"] == "normal(0, 1)" and parity["passed"]
 
 
-def test_broken_model_fails_parity_with_nonzero_exit(tmp_path, capsys) -> None:
-    ckpt = save_checkpoint(create_model("test_trace_broken"), tmp_path / "broken")
+def test_broken_model_fails_parity_with_nonzero_exit(broken_arch, tmp_path, capsys) -> None:
+    ckpt = save_checkpoint(create_model(broken_arch), tmp_path / "broken")
     code = main(["export", str(ckpt), "--res", "16", "--speed-rounds", "1", "--out", str(tmp_path / "b")])
     captured = capsys.readouterr()
     assert code == 1
