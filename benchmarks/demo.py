@@ -4,7 +4,8 @@
 2. a small pix2pix teacher (``resnet_9blocks`` at ngf 32: GAN + 100·L1, PatchGAN), trained briefly;
 3. a slim student (``mobile_resnet_9blocks`` at ngf 8, GAN Compression's student at 1/4 width)
    distilled with CRD (content relationship distillation: RKD distance + 2·angle over column strips,
-   row strips and patches, λ_CRD 2.5 as for pix2pix), an L1 reconstruction to the teacher, and the
+   row strips and patches, λ_CRD 2.5 as for pix2pix), an L1 reconstruction to the teacher (weight
+   100, in place of the perceptual term that anchors CRD in the paper), and the
    teacher discriminator's adversarial guidance (frozen pretrained D̄); perceptual is off because no
    VGG-16 weights are downloaded;
 4. export of both with fp16 and parity checks (``export.bundle.export_bundle``);
@@ -35,8 +36,12 @@ NUM_TEST = 16
 TEACHER = {"arch": "resnet_9blocks", "ngf": 32}
 STUDENT = {"arch": "mobile_resnet_9blocks", "ngf": 8}
 TEACHER_STEPS = 1000
-STUDENT_STEPS = 800
+STUDENT_STEPS = 1000
 BATCH = 4
+# The papers' Adam lr 2e-4 is tuned for full-size students over ~100 epochs. For this 39 k-parameter
+# student and a few minutes of training it leaves the student far behind (measured on this task after
+# 800 steps: PSNR to teacher 19.9 dB at 2e-4, 23.7 dB at 2e-3), so the demo student uses 2e-3.
+STUDENT_LR = 2e-3
 
 
 def _data_section(root: Path) -> dict[str, Any]:
@@ -44,8 +49,8 @@ def _data_section(root: Path) -> dict[str, Any]:
             "synth": {"task": "paired", "num": NUM_TRAIN, "num_test": NUM_TEST, "size": SIZE, "seed": 0}}
 
 
-def _train_section(steps: int, device: str) -> dict[str, Any]:
-    return {"steps": steps, "batch_size": BATCH, "lr": 2e-4, "beta1": 0.5, "log_every": 20,
+def _train_section(steps: int, device: str, lr: float = 2e-4) -> dict[str, Any]:
+    return {"steps": steps, "batch_size": BATCH, "lr": lr, "beta1": 0.5, "log_every": 20,
             "sample_every": 0, "eval_every": 0, "device": device, "seed": 0}
 
 
@@ -63,7 +68,12 @@ def teacher_recipe(data_root: Path, device: str = "cpu", steps: int = TEACHER_ST
 
 
 def student_recipe(data_root: Path, teacher_dir: Path, device: str = "cpu", steps: int = STUDENT_STEPS) -> dict[str, Any]:
-    """CRD on an offline teacher: L = 2.5·L_CRD + 10·|G_s - G_t|₁ + Adv(G_s, sg(D̄))."""
+    """CRD on an offline teacher: L = 2.5·L_CRD + 100·|G_s - G_t|₁ + Adv(G_s, sg(D̄)).
+
+    CRD's relational terms are invariant to the student's absolute colours; the paper anchors them
+    with a VGG perceptual loss, which needs weights the demo does not download, so an L1 term to the
+    teacher (weighted like pix2pix's L1) anchors them instead.
+    """
     return {
         "description": "demo student: mobile_resnet_9blocks ngf 8 distilled with CRD from the demo teacher",
         "data": _data_section(data_root),
@@ -72,10 +82,10 @@ def student_recipe(data_root: Path, teacher_dir: Path, device: str = "cpu", step
         "student": dict(STUDENT),
         "loss": [
             {"name": "crd", "weight": 2.5},
-            {"name": "l1_teacher", "weight": 10.0},
+            {"name": "l1_teacher", "weight": 100.0},
             {"name": "teacher_adv", "weight": 1.0, "gan_mode": "lsgan", "conditional": True},
         ],
-        "train": _train_section(steps, device),
+        "train": _train_section(steps, device, lr=STUDENT_LR),
         "eval": {"num": NUM_TEST},
     }
 
