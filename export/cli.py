@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calib", metavar="DIR", help="folder of images to calibrate INT8 on")
     p.add_argument("--trt", action="store_true", help="also build model.plan with TensorRT (needs a CUDA GPU)")
     p.add_argument("--triton", metavar="DIR", help="also write a Triton model repository")
-    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads for checks and speed (default 2)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="ONNX Runtime intra-op threads for checks and the speed comparison (default 1; "
+                        "speed.json also reports all cores under by_threads)")
     p.add_argument("--no-check", dest="check", action="store_false", help="skip parity and speed measurements")
     p.add_argument("--speed-rounds", type=int, default=5, metavar="N",
                    help="interleaved teacher/student timing rounds of about 0.5 s each per model (default 5)")
@@ -75,7 +77,12 @@ def run_export(args: argparse.Namespace) -> int:
         for row in speed.get("rows", []):
             print(f"{row['name']:<48} median {row['median_ms']:9.2f} ms  p90 {row['p90_ms']:9.2f} ms  {row['throughput']:8.2f} img/s")
         if speed.get("speedup") is not None:
-            print(f"speedup (teacher median / student median): {speed['speedup']:.2f}x   MAC ratio: {speed['mac_ratio']:.2f}x")
+            print(f"speedup (teacher median / student median): {speed['speedup']:.2f}x at {speed['threads']} thread(s)"
+                  f"   MAC ratio: {speed['mac_ratio']:.2f}x")
+            for n, entry in speed.get("by_threads", {}).items():
+                if int(n) != speed["threads"]:
+                    print(f"  at {n} threads: teacher {entry['teacher_median_ms']:.2f} ms, student "
+                          f"{entry['student_median_ms']:.2f} ms, speedup {entry['speedup']:.2f}x")
     if not result.ok:
         names = ", ".join(r["name"] for r in result.failed)
         print(f"slimgan export: parity check failed: {names}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -76,6 +77,13 @@ def test_export_cli_writes_bundle_that_passes_parity(pair, tmp_path, capsys) -> 
 
     speed = json.loads((out / "speed.json").read_text())
     assert speed["speedup"] > 0 and speed["mac_ratio"] > 1
+    assert speed["threads"] == 1  # the default speed setting
+    entry = speed["by_threads"]["1"]
+    assert entry["speedup"] == pytest.approx(speed["speedup"])
+    assert entry["teacher_median_ms"] == pytest.approx(speed["rows"][1]["median_ms"])
+    cores = os.cpu_count() or 1
+    if cores > 1:  # all cores, for information, measured side by side too
+        assert speed["by_threads"][str(cores)]["student_median_ms"] > 0
     names = [r["name"] for r in speed["rows"]]
     assert "student onnxruntime-cpu" in names and "teacher onnxruntime-cpu" in names
     for row in speed["rows"][:2]:
