@@ -287,17 +287,30 @@ def _resolve_threads(threads: int) -> int:
     return threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def _macs_at(bundle: Bundle, res: int) -> tuple[int, list[Any] | None]:
-    """MACs at batch 1 and ``res`` from the ONNX graph (falls back to the manifest's count)."""
+def _macs_at(bundle: Bundle, res: int) -> tuple[int, int | None, list[Any] | None]:
+    """MACs at batch 1 and ``res``: ``(reported, graph, per-layer costs)``.
+
+    ``reported`` follows the manifest's convention (torch flop counter, ConvTranspose by output size,
+    as the papers quote), scaled from the export shape to ``res`` so MAC ratios here match
+    ``speed.json``. ``graph`` is the arithmetic of the ONNX graph as it runs (what the roofline uses);
+    a stride-2 transposed convolution does a quarter of the work the papers' convention counts.
+    """
     from benchmarks.roofline import layer_costs, total_macs
 
+    graph_macs, costs = None, None
     try:
         x = make_input(bundle.manifest, 1, res)
         costs = layer_costs(bundle.manifest.model_path(bundle.path, "fp32"), x.shape)
-        return total_macs(costs), costs
+        graph_macs = total_macs(costs)
     except Exception as exc:  # noqa: BLE001 - shape inference can fail on exotic graphs; fall back
-        log.warning("%s: could not cost the ONNX graph (%s); using the manifest's MACs", bundle.name, exc)
-        return int(bundle.manifest.macs), None
+        log.warning("%s: could not cost the ONNX graph (%s); the roofline skips it", bundle.name, exc)
+    reported = int(bundle.manifest.macs)
+    shape = bundle.manifest.macs_input_shape
+    if bundle.manifest.task == "translate" and shape and len(shape) == 4:
+        reported = int(round(reported * res * res / (shape[2] * shape[3])))
+    elif shape is None and graph_macs is not None:  # bundles from before macs_input_shape existed
+        reported = graph_macs
+    return reported, graph_macs, costs
 
 
 def measure_cell(bundle: Bundle, backend: str, threads: int, batch: int, cfg: LatencyConfig) -> dict[str, Any]:
@@ -345,10 +358,11 @@ def benchmark_latency(bundle_dirs: list[str | Path], out: str | Path, cfg: Laten
     models: dict[str, dict[str, Any]] = {}
     costs_by_model: dict[str, Any] = {}
     for b in bundles:
-        macs, costs = _macs_at(b, cfg.res)
+        macs, graph_macs, costs = _macs_at(b, cfg.res)
         costs_by_model[b.name] = costs
         models[b.name] = {"bundle": str(b.path), "name": b.manifest.name, "arch": b.manifest.arch,
-                          "task": b.manifest.task, "macs": macs, "manifest_macs": b.manifest.macs,
+                          "task": b.manifest.task, "macs": macs, "graph_macs": graph_macs,
+                          "manifest_macs": b.manifest.macs,
                           "params": b.manifest.params, "is_teacher": b.name == teacher_name}
     threads_list = [_resolve_threads(t) for t in cfg.threads]
     for backend in cfg.backends:

@@ -308,6 +308,7 @@ def _manifest(model, info, kwargs, exported, files, opset, macs, params, bmax, s
         source_checkpoint=str(ckpt["path"]),
         source_sha256=str(ckpt["sha256"]),
         macs=int(macs),
+        macs_input_shape=[1, *(int(d) for d in sample_shape)],
         params=int(params),
         dynamic_batch=exported.dynamic_batch,
         dynamic_spatial=exported.dynamic_spatial,

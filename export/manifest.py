@@ -76,12 +76,13 @@ class Manifest:
     files: dict[str, str]  # role -> file name: "fp32", "fp16", "int8", "plan"
     source_checkpoint: str
     source_sha256: str
-    macs: int
+    macs: int  # at ``macs_input_shape``; ConvTranspose counted by output size, as the papers do
     params: int
     dynamic_batch: bool = True
     dynamic_spatial: bool = False
     max_batch: int | None = None
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    macs_input_shape: list[int] | None = None  # the (batch 1) input shape ``macs`` was counted at
     created: str = ""
     slimgan_version: str = ""
     format: str = BUNDLE_FORMAT

@@ -119,3 +119,27 @@ def test_roofline_formula_and_device_table() -> None:
     assert pred["ideal_ms"] == pytest.approx(expected * 1e3)
     assert pred["predicted_ms"] == pytest.approx(pred["ideal_ms"] / 0.5) and pred["label"] == "predicted"
     assert {"jetson-nano", "xavier-nx", "orin-nano", "orin-agx", "phone-cpu"} <= set(DEVICES)
+
+
+def test_mac_ratio_follows_the_manifest_convention_at_the_bench_resolution(tmp_path) -> None:
+    """Bundles from `slimgan export` (MACs counted at 32 px) benchmarked at 64 px: MACs scale by 4 and
+    the ratio matches speed.json's convention (ConvTranspose by output size), not the graph's arithmetic."""
+    from benchmarks.latency import benchmark_latency
+    from distill import create_model, save_checkpoint
+    from export.bundle import export_bundle
+    from export.manifest import Manifest
+
+    t_ck = save_checkpoint(create_model("resnet_6blocks", ngf=8), tmp_path / "t")
+    s_ck = save_checkpoint(create_model("mobile_resnet_9blocks", ngf=4), tmp_path / "s")
+    export_bundle(t_ck, tmp_path / "teacher", res=32, check=False)
+    export_bundle(s_ck, tmp_path / "student", res=32, check=False)
+    cfg = LatencyConfig(backends=["ort"], threads=[1], res=64, min_runs=10, min_time_s=0.05, warmup_s=0.02)
+    report = benchmark_latency([tmp_path / "student"], tmp_path / "lat", cfg, teacher=tmp_path / "teacher")
+    t_m, s_m = Manifest.load(tmp_path / "teacher"), Manifest.load(tmp_path / "student")
+    assert s_m.macs_input_shape == [1, 3, 32, 32]
+    assert report["models"]["student"]["macs"] == 4 * s_m.macs
+    assert report["models"]["teacher"]["macs"] == 4 * t_m.macs
+    row = next(r for r in report["results"] if r["model"] == "student")
+    assert row["mac_ratio"] == pytest.approx(t_m.macs / s_m.macs, rel=1e-6)
+    # the executed graph does less arithmetic than the papers' count (transposed convs by input size)
+    assert report["models"]["student"]["graph_macs"] < report["models"]["student"]["macs"]
