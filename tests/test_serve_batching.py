@@ -128,3 +128,26 @@ def test_backend_failure_fails_only_its_batch_and_timeouts_are_abandoned() -> No
 
     asyncio.run(timeout_case())
     assert (1, 1) in slow.shapes and len(slow.shapes) == 1  # the timed-out request never ran
+
+
+def test_idle_thread_takes_a_lone_request_at_once_and_busy_thread_lets_a_batch_form() -> None:
+    gate = threading.Event()
+    run = Recorder(gate=gate)
+
+    async def main() -> float:
+        b = make(run, max_batch=4, max_delay_s=2.0)  # a wait-to-fill rule would hold the first for 2 s
+        b.start()
+        t0 = asyncio.get_running_loop().time()
+        first = asyncio.ensure_future(b.infer(np.zeros((1, 3), np.float32), 10))
+        await asyncio.sleep(0.05)  # the first is computing (blocked on the gate) ...
+        rest = [asyncio.ensure_future(b.infer(np.full((1, 3), i, np.float32), 10)) for i in (1, 2, 3)]
+        await asyncio.sleep(0.05)  # ... while three more arrive
+        gate.set()
+        await asyncio.gather(first, *rest)
+        elapsed = asyncio.get_running_loop().time() - t0
+        await b.stop()
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    assert run.shapes == [(1, 3), (3, 3)]  # the lone request went alone; the late three shared a batch
+    assert elapsed < 1.0  # nobody waited for max_delay
