@@ -32,12 +32,15 @@ def _pairs(layers: Sequence) -> list[tuple[str, str]]:
     return pairs
 
 
-@register_loss("feature_kd")
-class FeatureKD(LossTerm):
-    """``Σ_ℓ MSE(f_ℓ(S_ℓ), T_ℓ)`` over ``layers`` (module paths, e.g. ``model.12``); ``f_ℓ`` 1x1 conv.
+class AdaptedFeatureTerm(LossTerm):
+    """A term over tapped ``layers`` with one learned 1x1 adapter f_ℓ per (student, teacher) layer pair.
 
-    ``adapter: false`` compares the features directly (channels must match).
+    ``layers``: module paths (``model.12``) or ``[student_path, teacher_path]`` pairs. The adapters
+    are built at the first batch from the channel counts seen and trained with the student; they
+    belong to the distiller (``state.pt``), never to the student checkpoint.
     """
+
+    adapter_bias = True
 
     def __init__(self, layers: Sequence, adapter: bool = True):
         super().__init__()
@@ -57,7 +60,15 @@ class FeatureKD(LossTerm):
             return
         for s, t in self.pairs:
             c_s, c_t = ctx.student_feats[s].shape[1], ctx.teacher_feats[t].shape[1]
-            self.adapters.append(nn.Conv2d(c_s, c_t, kernel_size=1).to(ctx.device))
+            self.adapters.append(nn.Conv2d(c_s, c_t, kernel_size=1, bias=self.adapter_bias).to(ctx.device))
+
+
+@register_loss("feature_kd")
+class FeatureKD(AdaptedFeatureTerm):
+    """``Σ_ℓ MSE(f_ℓ(S_ℓ), T_ℓ)`` over ``layers`` (module paths, e.g. ``model.12``); ``f_ℓ`` 1x1 conv.
+
+    ``adapter: false`` compares the features directly (channels must match).
+    """
 
     def forward(self, ctx: StepContext) -> torch.Tensor:
         total = ctx.student_out.new_zeros(())

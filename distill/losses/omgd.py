@@ -26,6 +26,7 @@ from torch import nn
 from distill.engine.context import StepContext
 from distill.errors import ConfigError
 from distill.losses.base import LossTerm, register_loss
+from distill.losses.feature_kd import AdaptedFeatureTerm
 from distill.metrics import ssim_map
 
 EXTRA_TEACHERS = "extra_teacher_outs"  # ctx.extras key: outputs of additional (e.g. deep) online teachers
@@ -143,32 +144,17 @@ class TotalVariation(LossTerm):
 
 
 @register_loss("channel_distill")
-class ChannelDistillation(LossTerm):
+class ChannelDistillation(AdaptedFeatureTerm):
     """λ_CD·L_CD (vem Eqs. 13-14): GAP'd features of G_s through 1×1 adapters f_ℓ vs G_t's.
 
     ``layers``: module paths (``model.12``) or ``[student_path, teacher_path]`` pairs. The adapters are
     built at the first batch from the channel counts and trained with the student.
     """
 
+    adapter_bias = False  # f_ℓ as in vem A.2.1
+
     def __init__(self, layers: Sequence) -> None:
-        super().__init__()
-        from distill.losses.feature_kd import _pairs
-
-        self.pairs = _pairs(layers)
-        self.adapters = nn.ModuleList()
-
-    def student_layers(self) -> list[str]:
-        return [s for s, _ in self.pairs]
-
-    def teacher_layers(self) -> list[str]:
-        return [t for _, t in self.pairs]
-
-    def setup(self, ctx: StepContext) -> None:
-        if len(self.adapters):
-            return
-        for s, t in self.pairs:
-            c_s, c_t = ctx.student_feats[s].shape[1], ctx.teacher_feats[t].shape[1]
-            self.adapters.append(make_adapter(c_s, c_t).to(ctx.device))
+        super().__init__(layers, adapter=True)
 
     def forward(self, ctx: StepContext) -> torch.Tensor:
         return channel_distillation([ctx.teacher_feats[t] for _, t in self.pairs],
