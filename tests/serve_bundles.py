@@ -159,3 +159,55 @@ def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
 
 def manifest_json(bundle: Path) -> dict[str, Any]:
     return json.loads((bundle / "manifest.json").read_text())
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(base: str, timeout_s: float = 60.0, proc: Any = None) -> None:
+    """Poll ``/v2/health/ready`` until 200; fail early when ``proc`` (a server subprocess) has exited."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"server exited early: {proc.stdout.read().decode() if proc.stdout else ''}")
+        try:
+            if httpx.get(base + "/v2/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"server at {base} did not become ready in {timeout_s:g} s")
+
+
+def serve_in_thread(app: Any):
+    """A real uvicorn server for ``app`` on a free loopback port, in a thread; yields its base URL."""
+    import contextlib
+    import threading
+
+    import uvicorn
+
+    @contextlib.contextmanager
+    def running():
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(base, timeout_s=30)
+            yield base
+        finally:
+            server.should_exit = True
+            thread.join(timeout=30)
+
+    return running()

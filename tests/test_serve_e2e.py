@@ -13,7 +13,6 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,15 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-from serve_bundles import build_bundle, dummy_bundle, png_bomb
+from serve_bundles import build_bundle, dummy_bundle, free_port, png_bomb, wait_ready
 
 from benchmarks.load_test import run_level
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def slimgan_cmd() -> list[str]:
@@ -57,20 +50,6 @@ def start_server(args: list[str], port: int) -> subprocess.Popen:
     )
 
 
-def wait_ready(base: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited early: {proc.stdout.read().decode() if proc.stdout else ''}")
-        try:
-            if httpx.get(base + "/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("server did not become ready")
-
-
 def stop(proc: subprocess.Popen) -> int:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -91,7 +70,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subp
     proc = start_server([str(pix), str(gen)], port)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base, proc)
+        wait_ready(base, proc=proc)
         yield base, proc
     finally:
         stop(proc)
@@ -208,7 +187,7 @@ def test_sigterm_finishes_in_flight_requests(tmp_path: Path) -> None:
         [str(bundle), "--backend", "dummy", "--dummy-delay-ms", "250", "--max-batch", "1"], port
     )
     try:
-        wait_ready(base, proc)
+        wait_ready(base, proc=proc)
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             futures = [
                 pool.submit(httpx.post, base + "/v2/models/gen/generate", json={"seed": i}, timeout=30)
@@ -258,7 +237,7 @@ def test_onnxruntime_cuda_provider_serves(tmp_path: Path) -> None:
     port = free_port()
     proc = start_server([str(bundle), "--device", "cuda"], port)
     try:
-        wait_ready(f"http://127.0.0.1:{port}", proc)
+        wait_ready(f"http://127.0.0.1:{port}", proc=proc)
         r = httpx.post(
             f"http://127.0.0.1:{port}/v2/models/pix/translate",
             content=png_bytes(64),
@@ -281,7 +260,7 @@ def test_env_var_configures_cli(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base, proc)
+        wait_ready(base, proc=proc)
         assert httpx.get(base + "/v2/models").status_code == 401
         assert httpx.get(base + "/v2/models", headers={"X-API-Key": "k3y"}).status_code == 200
     finally:

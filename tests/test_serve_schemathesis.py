@@ -7,29 +7,19 @@ and response schemas.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis", minversion="4.0")
-import uvicorn  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
-from serve_bundles import dummy_bundle  # noqa: E402
+from serve_bundles import dummy_bundle, serve_in_thread  # noqa: E402
 
 from serve.app import create_app  # noqa: E402
 from serve.settings import ServeSettings  # noqa: E402
 
 API_KEY = "schemathesis-key"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -49,30 +39,8 @@ def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             max_pixels=1 << 20,
         )
     )
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    import httpx
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/v2/health/ready", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    else:
-        raise AssertionError("schemathesis target did not become ready")
-    try:
+    with serve_in_thread(app) as base:
         yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def _operations(base: str) -> list:
