@@ -99,6 +99,7 @@ class ServedModel:
             self.settings.queue,
             metrics,
             fixed_batch=self.backend.fixed_batch,
+            parallel=self.backend.parallel_runs,
         )
         self.batcher.start()
         self.state = "ready"

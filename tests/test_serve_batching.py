@@ -151,3 +151,25 @@ def test_idle_thread_takes_a_lone_request_at_once_and_busy_thread_lets_a_batch_f
     elapsed = asyncio.run(main())
     assert run.shapes == [(1, 3), (3, 3)]  # the lone request went alone; the late three shared a batch
     assert elapsed < 1.0  # nobody waited for max_delay
+
+
+def test_parallel_batches_compute_at_the_same_time_and_keep_their_rows() -> None:
+    """With ``parallel=2`` a second batch starts while the first still computes (thread-safe backends)."""
+    started = threading.Barrier(2, timeout=5)  # both batches must be inside run() at once to pass
+    shapes: list[int] = []
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        started.wait()
+        shapes.append(len(batch))
+        return batch * 2
+
+    async def main() -> list[np.ndarray]:
+        b = MicroBatcher("m", run, max_batch=2, max_delay_s=0.5, queue_size=64, metrics=ServerMetrics(), parallel=2)
+        b.start()
+        outs = await asyncio.gather(*(b.infer(np.full((1, 3), i, np.float32), 10) for i in range(4)))
+        await b.stop()
+        return outs
+
+    outs = asyncio.run(main())
+    assert [float(o[0, 0]) for o in outs] == [0.0, 2.0, 4.0, 6.0]
+    assert sorted(shapes) == [2, 2]

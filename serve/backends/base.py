@@ -14,13 +14,15 @@ if TYPE_CHECKING:
 
 
 class Backend(ABC):
-    """Runs one bundle's generator. ``run`` is called from one worker thread at a time.
+    """Runs one bundle's generator.
 
     ``max_batch`` is the largest batch the loaded graph accepts (None: any); ``fixed_batch`` is set
-    when the graph only accepts exactly that many rows.
+    when the graph only accepts exactly that many rows. ``parallel_runs`` is how many ``run`` calls
+    may overlap in separate threads (1 unless ``run`` is thread-safe).
     """
 
     name: str = "base"
+    parallel_runs: int = 1
 
     def __init__(self, bundle_dir: Path, manifest: Manifest, settings: ServeSettings) -> None:
         self.bundle_dir = bundle_dir

@@ -42,6 +42,7 @@ def providers_for(device: str) -> list[str]:
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    parallel_runs = 2  # InferenceSession.run is thread-safe: one batch computes while another is answered
 
     @classmethod
     def check(cls, bundle_dir: Path, manifest: Manifest, settings: ServeSettings) -> None:
