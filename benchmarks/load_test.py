@@ -15,8 +15,8 @@ image, which does not: the server process's CPU per request next to raw ORT's CP
 Reported per concurrency: throughput (requests/s), p50/p90/p99 latency, non-2xx and 5xx counts, and
 the ratio to the raw ONNX Runtime throughput of the same bundle (batch 1, same intra-op threads),
 measured in-process with :func:`export.runtime.time_session` right before each level (so both see
-the same background load), with export's session options and with the server's (no intra-op
-spinning); the ratio uses the faster of the two.
+the same background load), with idle intra-op threads spinning (ONNX Runtime's default) and
+sleeping (the server's and export's setting); the ratio uses the faster of the two.
 """
 
 from __future__ import annotations
@@ -152,13 +152,13 @@ async def run_level(
 
 
 class RawOrt:
-    """The bundle's fp32 model in this process, with export's and with the server's session options."""
+    """The bundle's fp32 model in this process, with and without intra-op spinning."""
 
     def __init__(self, bundle: Path, manifest: Manifest, res: int, threads: int) -> None:
         import onnxruntime as ort
 
         self.sessions = {}
-        for label, spinning in (("export_options", True), ("server_options", False)):
+        for label, spinning in (("spinning", True), ("no_spinning", False)):
             options = session_options(threads)
             if not spinning:  # the server's setting: idle intra-op threads sleep instead of spinning
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -178,7 +178,7 @@ class RawOrt:
 
     def cpu_ms_per_image(self, runs: int = 30) -> float:
         """CPU milliseconds (all threads of this process) per batch-1 run with the server's options."""
-        session = self.sessions["server_options"]
+        session = self.sessions["no_spinning"]
         feed = {session.get_inputs()[0].name: self.example(1)}
         session.run(None, feed)
         t0 = time.process_time()
