@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from distill.engine.context import StepContext
-from distill.errors import ConfigError
 from distill.losses.base import LossTerm, register_loss
 
 
@@ -31,16 +30,10 @@ class _Reconstruction(LossTerm):
         self.needs_teacher = self.to == "teacher"
 
     def reference(self, ctx: StepContext) -> torch.Tensor:
-        to = self.to
-        if to == "auto":
-            to = "target" if ctx.paired and ctx.real_b is not None else "teacher"
-        if to == "target":
-            if ctx.real_b is None or not ctx.paired:
-                raise ConfigError(f"loss term {self.name!r} needs paired data (an aligned dataset)")
-            return ctx.real_b
-        if ctx.teacher_out is None:
-            raise ConfigError(f"loss term {self.name!r} needs a teacher generator")
-        return ctx.teacher_out
+        """G_t(x) or the real y, per ``to`` (``auto``: y on paired batches); see ``teacher_targets``."""
+        from distill.losses.omgd import teacher_targets
+
+        return teacher_targets(ctx, self.to, self.name)[0]
 
     def forward(self, ctx: StepContext) -> torch.Tensor:
         return _distance(ctx.student_out, self.reference(ctx).detach(), self.p)
