@@ -60,15 +60,7 @@ def build_generator(cfg: ModelConfig, init: Path | None = None) -> nn.Module:
     """A generator from its config (``arch`` + ``ngf`` or ``width`` + ``kwargs``), optionally initialised from a checkpoint."""
     if not cfg.arch:
         raise ConfigError("a generator section needs arch; choose a registered generator")
-    kwargs = dict(cfg.kwargs)
-    if cfg.width is not None:
-        kwargs["width"] = cfg.width
-    if cfg.ngf is not None:
-        kwargs["ngf"] = cfg.ngf
-    model = create_model(cfg.arch, **kwargs)
-    if init is not None:
-        model.load_state_dict(load_checkpoint(init).state_dict())
-    return model
+    return _create(cfg.arch, dict(cfg.kwargs), cfg.width, "ngf", cfg.ngf, init)
 
 
 def build_discriminator(cfg: DiscriminatorConfig, generator: nn.Module, init: Path | None = None) -> nn.Module:
@@ -86,11 +78,17 @@ def build_discriminator(cfg: DiscriminatorConfig, generator: nn.Module, init: Pa
         kwargs["nc"] = out_nc
     if "image_size" in info.defaults and "image_size" not in kwargs and "image_size" in gkw:
         kwargs["image_size"] = gkw["image_size"]
-    if cfg.width is not None:
-        kwargs["width"] = cfg.width
-    if cfg.ndf is not None:
-        kwargs["ndf"] = cfg.ndf
-    model = create_model(cfg.arch, **kwargs)
+    return _create(cfg.arch, kwargs, cfg.width, "ndf", cfg.ndf, init)
+
+
+def _create(arch: str, kwargs: dict, width: float | None, channels_arg: str, channels: int | None,
+            init: Path | None) -> nn.Module:
+    """``create_model`` with the section's ``width`` or ``ngf``/``ndf``, then weights from ``init``."""
+    if width is not None:
+        kwargs["width"] = width
+    if channels is not None:
+        kwargs[channels_arg] = channels
+    model = create_model(arch, **kwargs)
     if init is not None:
         model.load_state_dict(load_checkpoint(init).state_dict())
     return model
