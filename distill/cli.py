@@ -2,6 +2,8 @@
 
 A command module exposes ``register(subparsers)``, which adds its parser(s) and sets ``func`` to a
 callable taking the parsed ``argparse.Namespace`` and returning an exit code (or None for 0).
+Command modules are found through the entry-point group ``slimgan.commands`` (declared in
+``pyproject.toml``), so this root names no downstream package and a plugin package can add commands.
 Registration modules import nothing heavy (no torch) at module level, so ``slimgan --help`` and
 ``slimgan serve`` stay light.
 
@@ -11,22 +13,25 @@ User errors (:class:`distill.errors.SlimganError`) are printed as one line and e
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 from distill.errors import SlimganError
 
-COMMAND_MODULES = (
-    "distill.commands.data",
-    "distill.commands.checkpoint",
-    "distill.commands.train",
-    "export.cli",
-    "benchmarks.cli",
-    "benchmarks.demo",
-    "serve.cli",
-)
+COMMAND_GROUP = "slimgan.commands"
+
+
+def command_registrars() -> list:
+    """The ``register`` callables of every installed command module, in entry-point name order."""
+    found = sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name)
+    if not found:
+        raise SlimganError(
+            f"no slimgan commands are registered (entry-point group {COMMAND_GROUP!r}); "
+            "install the package with `pip install -e .`"
+        )
+    return [ep.load() for ep in found]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"slimgan {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for register in command_registrars():
+        register(subparsers)
     return parser
 
 
