@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import platform
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +32,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "slimgan-checkpoint"
 FORMAT_VERSION = 1
+# Elements (parameters + buffers) a checkpoint may describe: 2 GB of fp32, 40x the largest zoo model.
+MAX_PARAMS = 500_000_000
 
 
 def file_sha256(path: str | Path) -> str:
@@ -78,6 +81,7 @@ def save_checkpoint(model: nn.Module, directory: str | Path, provenance: Mapping
 
 
 def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
+    """``config.json`` of a checkpoint directory, with the types of its entries checked."""
     directory = Path(directory)
     path = directory / CONFIG_NAME
     if not directory.is_dir():
@@ -86,44 +90,151 @@ def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{directory} is not a slimgan checkpoint: {CONFIG_NAME} is missing")
     try:
         config = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, got {type(config).__name__}")
     for key in ("arch", "kwargs"):
         if key not in config:
             raise CheckpointError(f"{path} has no {key!r} entry")
-    if config.get("format_version", 1) > FORMAT_VERSION:
+    if not isinstance(config["arch"], str):
+        raise CheckpointError(f"{path}: 'arch' must be a string, got {config['arch']!r}")
+    if not isinstance(config["kwargs"], dict):
+        raise CheckpointError(f"{path}: 'kwargs' must be an object, got {type(config['kwargs']).__name__}")
+    version = config.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path}: 'format_version' must be an integer, got {version!r}")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} has format_version {config['format_version']}; this slimgan reads up to {FORMAT_VERSION}"
+            f"{path} has format_version {version}; this slimgan reads up to {FORMAT_VERSION}"
         )
     return config
 
 
-def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu", eval_mode: bool = True) -> nn.Module:
-    """Rebuild the module recorded in ``directory`` and load its weights (strictly). Returns it in eval mode."""
+# Element sizes of the safetensors dtypes torch can hold.
+_SAFETENSORS_ITEMSIZE = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+    "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8,
+}
+_MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library's own header limit
+
+
+def read_weights_header(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a safetensors header, checked against the file's size; no data is read.
+
+    Refuses a header that is truncated, not JSON, names an unknown dtype, gives a shape whose byte size
+    differs from its data range, or points past the end of the file (a truncated file).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path} is truncated: {size} bytes, not even a safetensors header length")
+        n = int.from_bytes(head, "little")
+        if n <= 0 or n > min(_MAX_HEADER_BYTES, size - 8):
+            raise CheckpointError(f"{path} is not a safetensors file (header length {n} for a {size}-byte file)")
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: the safetensors header is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: the safetensors header is not an object")
+    data_bytes = size - 8 - n
+    shapes: dict[str, tuple[int, ...]] = {}
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"{path}: tensor {key!r} has a malformed header entry")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        itemsize = _SAFETENSORS_ITEMSIZE.get(dtype) if isinstance(dtype, str) else None
+        if itemsize is None:
+            raise CheckpointError(f"{path}: tensor {key!r} has unsupported dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise CheckpointError(f"{path}: tensor {key!r} has a malformed shape {shape!r}")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) and o >= 0 for o in offsets)
+            or offsets[1] < offsets[0]
+        ):
+            raise CheckpointError(f"{path}: tensor {key!r} has malformed data_offsets {offsets!r}")
+        if offsets[1] > data_bytes:
+            raise CheckpointError(
+                f"{path} is truncated: tensor {key!r} ends at byte {offsets[1]} of a {data_bytes}-byte data section"
+            )
+        if offsets[1] - offsets[0] != math.prod(shape) * itemsize:
+            raise CheckpointError(f"{path}: tensor {key!r} of shape {tuple(shape)} does not fill its data range")
+        shapes[key] = tuple(shape)
+    return shapes
+
+
+def _build_model(config: dict[str, Any], source: str) -> nn.Module:
+    """``create_model`` from a checkpoint config, with any constructor failure as one line naming ``source``."""
+    try:
+        return create_model(config["arch"], **config["kwargs"])
+    except CheckpointError:
+        raise
+    except Exception as exc:  # a wrong-typed or unknown kwarg fails anywhere inside the constructor
+        raise CheckpointError(
+            f"{source}: cannot build {config['arch']!r} from kwargs {config['kwargs']}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def load_checkpoint(
+    directory: str | Path,
+    device: str | torch.device = "cpu",
+    eval_mode: bool = True,
+    max_params: int = MAX_PARAMS,
+) -> nn.Module:
+    """Rebuild the module recorded in ``directory`` and load its weights (strictly). Returns it in eval mode.
+
+    The architecture is first built on the ``meta`` device (no memory) and its state-dict shapes are
+    compared with the safetensors header, so a ``config.json`` that disagrees with its weights, or
+    describes more than ``max_params`` elements, is refused before anything is allocated.
+    """
     directory = Path(directory)
     config = read_checkpoint_config(directory)
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
-    model = create_model(config["arch"], **config["kwargs"])
-    state = load_file(str(weights), device="cpu")
+    header = read_weights_header(weights)
+    with torch.device("meta"):
+        skeleton = _build_model(config, str(directory / CONFIG_NAME))
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    total = sum(math.prod(shape) for shape in expected.values())
+    if total > max_params:
+        raise CheckpointError(
+            f"{directory / CONFIG_NAME}: {config['arch']} with kwargs {config['kwargs']} has {total:,} "
+            f"parameters, over the limit of {max_params:,}"
+        )
+    check_state_shapes(expected, header, source=str(weights))
+    del skeleton
+    model = _build_model(config, str(directory / CONFIG_NAME))
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as exc:  # safetensors' own checks: one line, never a traceback
+        raise CheckpointError(f"{weights} cannot be read: {exc}") from exc
     load_state_dict_checked(model, state, source=str(weights))
     model.slimgan_checkpoint = {"path": str(directory), "sha256": file_sha256(weights), "config": config}
     model.to(device)
     return model.eval() if eval_mode else model
 
 
-def load_state_dict_checked(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with an error that names the first mismatching key and both shapes."""
-    expected = model.state_dict()
-    for key, value in state.items():
-        if key in expected and tuple(expected[key].shape) != tuple(value.shape):
+def check_state_shapes(
+    expected: Mapping[str, tuple[int, ...]], given: Mapping[str, tuple[int, ...]], source: str
+) -> None:
+    """CheckpointError naming the first key whose shape differs, or the missing / unexpected keys."""
+    for key, shape in given.items():
+        if key in expected and tuple(expected[key]) != tuple(shape):
             raise CheckpointError(
-                f"{source}: key {key!r} has shape {tuple(value.shape)} but the model expects "
-                f"{tuple(expected[key].shape)}; check --arch and the width (--ngf / --ndf)"
+                f"{source}: key {key!r} has shape {tuple(shape)} but the model expects "
+                f"{tuple(expected[key])}; check --arch and the width (--ngf / --ndf)"
             )
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
     if missing or unexpected:
         parts = []
         if missing:
@@ -131,6 +242,12 @@ def load_state_dict_checked(model: nn.Module, state: Mapping[str, torch.Tensor],
         if unexpected:
             parts.append(f"unexpected key {unexpected[0]!r} ({len(unexpected)} unexpected)")
         raise CheckpointError(f"{source} does not match the architecture: {'; '.join(parts)}; check --arch")
+
+
+def load_state_dict_checked(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that names the first mismatching key and both shapes."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    check_state_shapes(expected, {k: tuple(v.shape) for k, v in state.items()}, source)
     model.load_state_dict(state, strict=True)
 
 
@@ -160,10 +277,7 @@ def read_reference_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # the unpickler's refusal is the user's problem to see, in one line
-        raise CheckpointError(
-            f"{path} cannot be read as a weights-only state dict ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})"
-        ) from exc
+        raise CheckpointError(f"{path} cannot be read as a weights-only state dict: {_unpickle_reason(exc)}") from exc
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -172,6 +286,17 @@ def read_reference_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
+
+
+def _unpickle_reason(exc: Exception) -> str:
+    """The line of a ``torch.load`` failure that says what was refused, without PyTorch's advice to
+    retry with ``weights_only=False`` (which would run the file's code)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "Unsupported global" in line or "Unsupported operand" in line or "WeightsUnpickler error" in line:
+            return line.removeprefix("WeightsUnpickler error:").strip() + " (objects other than tensors are refused)"
+    detail = next((line for line in lines if "weights_only" not in line and "trust the source" not in line), "")
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
 def import_reference(path: str | Path, arch: str, out: str | Path, **kwargs: Any) -> Path:

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from distill.errors import ConfigError
+from distill.safe_yaml import parse_yaml, read_yaml
 
 
 @dataclass(frozen=True)
@@ -301,8 +302,8 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     if not key:
         raise ConfigError(f"--set expects section.key=value, got {item!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
+        value = parse_yaml(raw, f"--set {key}") if raw.strip() else ""
+    except ConfigError as exc:
         raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}") from exc
     return key.split("."), value
 
@@ -358,10 +359,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"recipe {path} does not exist")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        raw = read_yaml(path) or {}  # aliases refused before anything expands them
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
     raw = _deep_copy(raw)

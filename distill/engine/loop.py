@@ -35,6 +35,7 @@ from distill.engine.evaluate import evaluate, pick_best_metric, write_sample_gri
 from distill.engine.methods import build_method, latent_size
 from distill.engine.runtime import Runtime, init_distributed, resolve_device
 from distill.errors import ConfigError
+from distill.safe_yaml import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +140,11 @@ def _prepare(config: RunConfig, out: Path, config_dir: Path | None, rt: Runtime,
 
 def _train_teacher(config: RunConfig, auto_out: Path, config_dir: Path | None, data_root: Path) -> None:
     """Run the ``teacher.auto`` recipe into ``auto_out`` (on this run's data when ``share_data``)."""
-    import yaml
-
     auto = config.teacher.auto
     recipe = resolve_path(auto.recipe, auto_out, config_dir)
     if not recipe.is_file():
         raise ConfigError(f"teacher.auto.recipe {recipe} does not exist")
-    raw = yaml.safe_load(recipe.read_text()) or {}
+    raw = read_yaml(recipe) or {}
     if auto.share_data:
         raw["data"] = {**to_dict(config.data), "root": str(data_root)}
     overrides = list(auto.set) + ([f"train.steps={auto.steps}"] if auto.steps is not None else [])
