@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from distill import __version__
+from distill.errors import ConfigError
 from serve.deps import ServerState
 from serve.errors import install_error_handlers
 from serve.metrics import RequestMetricsMiddleware
@@ -30,13 +31,14 @@ async def load_models(state: ServerState) -> None:
     """Load and warm every model off the event loop; a failure marks that model ``failed``."""
     try:
         for model in state.models.values():
-            try:
-                await anyio.to_thread.run_sync(model.load)
-            except Exception as exc:  # keep serving health so the failure is visible, not a crash loop
-                model.state = "failed"
-                model.error = str(exc)
-                log.error("model %s failed to load: %s", model.name, exc)
-                continue
+            if model.backend is None:  # ``slimgan serve`` loads every model before it binds
+                try:
+                    await anyio.to_thread.run_sync(model.load)
+                except Exception as exc:  # logged here; health answers without the details
+                    model.state = "failed"
+                    model.error = str(exc)
+                    log.error("model %s failed to load: %s", model.name, exc)
+                    continue
             model.start(state.metrics)
     finally:
         state.loading_done = True
@@ -55,16 +57,35 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await model.stop()
 
 
+def load_models_now(app: FastAPI) -> None:
+    """Load and warm every model now, in this thread: a bundle that cannot load is a one-line
+    ConfigError before the server binds (as Triton exits on a model that fails to load)."""
+    state: ServerState = app.state.server
+    for model in state.models.values():
+        try:
+            model.load()
+        except Exception as exc:
+            model.close()
+            lines = str(exc).strip().splitlines()
+            detail = (lines[0] if lines else type(exc).__name__)[:300]
+            raise ConfigError(f"bundle {model.bundle_dir}: cannot load it: {detail}") from exc
+
+
 def create_app(settings: ServeSettings | None = None) -> FastAPI:
     """Build the FastAPI app for ``settings`` (default: from ``SLIMGAN_*`` environment variables)."""
     settings = settings or ServeSettings()
     state = ServerState(settings=settings, models=build_models(settings))
+    protected = bool(settings.api_key)
     app = FastAPI(
         title="slimgan",
         version=__version__,
         description="Serve slimgan bundles: image-to-image translation and seeded generation. "
         'Errors are JSON objects {"error": ...}.',
         lifespan=lifespan,
+        # With a key, the schema (it lists the model names) and the docs are behind it too.
+        openapi_url=None if protected else "/openapi.json",
+        docs_url=None if protected else "/docs",
+        redoc_url=None if protected else "/redoc",
     )
     app.state.server = state
     install_error_handlers(app)
@@ -79,7 +100,28 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "Accept", "Authorization", "X-API-Key"],
         )
     _customize_openapi(app, state)
+    if protected:
+        _add_protected_docs(app)
     return app
+
+
+def _add_protected_docs(app: FastAPI) -> None:
+    """``/openapi.json`` and ``/docs`` behind the API key (FastAPI serves them openly by default)."""
+    from fastapi import Depends
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse, JSONResponse
+
+    from serve.deps import require_api_key
+
+    guard = [Depends(require_api_key)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=guard)
+    async def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=guard)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="slimgan")
 
 
 def _customize_openapi(app: FastAPI, state: ServerState) -> None:

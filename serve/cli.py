@@ -36,6 +36,8 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "cors": {"action": "append", "metavar": "ORIGIN", "help": "allow this CORS origin (repeatable)"},
     "max_body_bytes": {"type": int, "help": "largest request body in bytes (default 16 MiB)"},
     "max_pixels": {"type": int, "help": "largest image in pixels (default 4096*4096)"},
+    "decode_budget_pixels": {"type": int, "help": "pixels decoded at once across requests (default 2*4096*4096)"},
+    "limit_concurrency": {"type": int, "help": "connections uvicorn admits before answering 503 (default 64)"},
     "max_count": {"type": int, "help": "most images per generate request (default 16)"},
     "dummy_delay_ms": {"type": float, "help": "dummy backend: simulated compute per batch in ms (for tests)"},
     "log_level": {"help": "uvicorn log level (default info)"},
@@ -77,16 +79,17 @@ def run_serve(args: argparse.Namespace) -> int:
     """Check the bundles, then run uvicorn until interrupted."""
     import uvicorn
 
-    from serve.app import create_app
+    from serve.app import create_app, load_models_now
 
     settings = settings_from_args(args)
-    create_app(settings)  # fails fast, with one line, on a bad bundle or a missing backend
+    app = create_app(settings)  # fails fast, with one line, on a bad bundle or a missing backend
     common = dict(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.graceful_timeout_s) or None,
         access_log=False,
+        limit_concurrency=settings.limit_concurrency,
     )
     if settings.workers > 1:
         # Each worker process rebuilds the app from the environment.
@@ -97,5 +100,6 @@ def run_serve(args: argparse.Namespace) -> int:
                 )
         uvicorn.run("serve.app:app_from_env", factory=True, workers=settings.workers, **common)
     else:
-        uvicorn.run(create_app(settings), **common)
+        load_models_now(app)  # a bundle that cannot load stops here, before the port is bound
+        uvicorn.run(app, **common)
     return 0

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from serve.errors import ApiError
+from serve.image_guards import PixelBudget
 from serve.metrics import ServerMetrics
 from serve.served_model import ServedModel
 from serve.settings import ServeSettings
@@ -23,6 +24,10 @@ class ServerState:
     models: dict[str, ServedModel]
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
     loading_done: bool = False
+    decode_budget: PixelBudget = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.decode_budget = PixelBudget(self.settings.decode_budget_pixels, self.settings.retry_after_s)
 
     @property
     def ready(self) -> bool:

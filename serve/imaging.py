@@ -1,10 +1,15 @@
 """Image decoding with input guards, model-shaped pre/post-processing and encoding. numpy + Pillow only.
 
 Decoding is defensive: only whitelisted formats are opened (sniffed from magic bytes, not from the
-client's content type), the header's width x height is checked against the pixel limit *before*
-any pixel is decoded (so a 20000 x 20000 PNG bomb costs a few hundred bytes of header parsing), and
-any decoder failure becomes a 400. Translation maps ``x_float = x_uint8 * scale + offset``
-(manifest ``preprocessing``) and back ``uint8 = clip((y - offset) / scale)`` (``postprocessing``).
+client's content type), their container structure is scanned first (:mod:`serve.image_guards`), the
+header's width x height is checked against the pixel limit *before* any pixel is decoded (so a
+20000 x 20000 PNG bomb costs a few hundred bytes of header parsing), an oversized JPEG is decoded
+at the smallest DCT scale that still covers the inference size (``draft``), and any decoder failure
+becomes a 400. Inputs are normalised the way a viewer shows them: EXIF orientation applied, 16-bit
+greyscale scaled to 8 bits (not clipped), alpha composited on white (``ALPHA_BACKGROUND``).
+Translation maps ``x_float = x_uint8 * scale + offset`` (manifest ``preprocessing``) and back
+``uint8 = clip((y - offset) / scale)`` (``postprocessing``). Outputs come back at the input's size,
+but never larger than the inference size unless the caller asks (``upscale``).
 """
 
 from __future__ import annotations
@@ -19,10 +24,23 @@ from PIL import Image
 
 from export.manifest import Postprocessing, Preprocessing
 from serve.errors import ApiError
+from serve.image_guards import check_structure
 
 # Magic bytes -> Pillow format name. Only these are ever handed to a decoder.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
 INPUT_MEDIA_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp")
+ALPHA_BACKGROUND = (255, 255, 255)  # transparent pixels are shown on white, as a browser page does
+# Largest side each encoder can write (WebP: 14-bit dimensions; JPEG: 16-bit, less the MCU padding).
+MAX_ENCODE_SIDE = {"png": 2**31 - 1, "jpeg": 65500, "webp": 16383}
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -48,6 +66,7 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     fmt = sniff_format(data)
     if fmt is None:
         raise ApiError(400, f"not a supported image; send one of {', '.join(ALLOWED_FORMATS)}")
+    check_structure(data, fmt)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -114,16 +133,99 @@ def model_input_size(
     return (w, h), (pw, ph)
 
 
-def prepare_translate(
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1-8; 1 when absent or unreadable)."""
+    try:
+        value = image.getexif().get(0x0112, 1)
+    except Exception:  # a malformed EXIF block is ignored, as viewers do
+        return 1
+    return value if isinstance(value, int) and value in _TRANSPOSE else 1
+
+
+def displayed_size(image: Image.Image) -> tuple[int, int]:
+    """(W, H) of ``image`` as shown, after its EXIF orientation."""
+    w, h = image.size
+    return (h, w) if exif_orientation(image) in (5, 6, 7, 8) else (w, h)
+
+
+def draft_for_model(
     image: Image.Image, pre: Preprocessing, fixed_size: tuple[int, int] | None, max_side: int
+) -> tuple[int, int]:
+    """Ask a JPEG to decode at the smallest DCT scale (1/2, 1/4, 1/8) still covering the model's input.
+
+    Call before the pixels are decoded; returns the (W, H) the client sent (oriented), which the
+    drafted image no longer shows.
+    """
+    original = displayed_size(image)
+    if image.format == "JPEG":
+        (w, h), _ = model_input_size(original[0], original[1], pre, fixed_size, max_side)
+        if original != image.size:
+            w, h = h, w
+        image.draft("L" if pre.color == "L" else "RGB", (w, h))
+    return original
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Any decoded mode -> ``L``, ``RGB``, ``LA`` or ``RGBA`` (alpha kept for compositing after the resize)."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        # 16-bit samples: scale 0..65535 onto 0..255 (Pillow's convert("L") would clip them to white)
+        arr = np.asarray(image).astype(np.float32)
+        return Image.fromarray(np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8), mode="L")
+    if "transparency" in image.info and image.mode in ("P", "L", "RGB"):
+        return image.convert("RGBA")
+    if image.mode == "PA":
+        return image.convert("RGBA")
+    if image.mode in ("L", "RGB", "LA", "RGBA"):
+        return image
+    return image.convert("L" if image.mode == "1" else "RGB")
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    if image.mode not in ("LA", "RGBA"):
+        return image
+    background = Image.new("RGBA", image.size, (*ALPHA_BACKGROUND, 255))
+    return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+
+
+def output_size(original: tuple[int, int], inference: tuple[int, int], upscale: bool) -> tuple[int, int]:
+    """The (W, H) a translation is answered at: ``original``, shrunk (keeping its aspect) so its longer
+    side does not pass the inference size's longer side unless ``upscale``."""
+    if upscale:
+        return original
+    limit = max(inference)
+    if max(original) <= limit:
+        return original
+    s = limit / max(original)
+    return max(1, round(original[0] * s)), max(1, round(original[1] * s))
+
+
+def prepare_translate(
+    image: Image.Image,
+    pre: Preprocessing,
+    fixed_size: tuple[int, int] | None,
+    max_side: int,
+    original: tuple[int, int] | None = None,
+    upscale: bool = False,
 ) -> tuple[np.ndarray, Restore]:
-    """Image -> model input ``(1, C, H, W)`` float32, plus what :func:`restore_translate` needs."""
+    """Image -> model input ``(1, C, H, W)`` float32, plus what :func:`restore_translate` needs.
+
+    ``original`` is the (W, H) the client sent when ``image`` was drafted smaller (see
+    :func:`draft_for_model`); by default it is ``image``'s own size after EXIF orientation.
+    """
     color = "L" if pre.color == "L" else "RGB"
-    original = image.size
-    image = image.convert(color)
+    image = load_image(image)
+    orientation = exif_orientation(image)
+    swap = orientation in (5, 6, 7, 8)
+    if original is None:
+        original = (image.size[1], image.size[0]) if swap else image.size
     (w, h), (pw, ph) = model_input_size(original[0], original[1], pre, fixed_size, max_side)
-    if (w, h) != original:
-        image = image.resize((w, h), Image.Resampling.BICUBIC)
+    image = _to_8bit(image)
+    stored = (h, w) if swap else (w, h)  # resize before rotating and compositing: both then touch few pixels
+    if image.size != stored:
+        image = image.resize(stored, Image.Resampling.BICUBIC)
+    if orientation != 1:
+        image = image.transpose(_TRANSPOSE[orientation])
+    image = _flatten_alpha(image).convert(color)
     arr = np.asarray(image, dtype=np.float32)  # (H, W) or (H, W, C)
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -131,7 +233,7 @@ def prepare_translate(
     if (pw, ph) != (w, h):
         arr = np.pad(arr, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
     tensor = np.ascontiguousarray(arr.transpose(2, 0, 1)[None])  # (1, C, H, W)
-    return tensor, Restore(original=original, resized=(w, h), color=color)
+    return tensor, Restore(original=output_size(original, (w, h), upscale), resized=(w, h), color=color)
 
 
 def to_uint8(output: np.ndarray, post: Postprocessing) -> np.ndarray:
@@ -180,7 +282,17 @@ def make_grid(images: list[Image.Image]) -> Image.Image:
 
 
 def encode_image(image: Image.Image, fmt: str) -> bytes:
-    """Encode as ``png`` (lossless, deterministic), ``jpeg`` or ``webp`` (quality 90)."""
+    """Encode as ``png`` (lossless, deterministic), ``jpeg`` or ``webp`` (quality 90).
+
+    422 when the image is larger than the format can hold (WebP: 16383 px a side).
+    """
+    limit = MAX_ENCODE_SIDE.get(fmt)
+    if limit is not None and max(image.size) > limit:
+        raise ApiError(
+            422,
+            f"a {image.size[0]}x{image.size[1]} image cannot be encoded as {fmt} (at most {limit} px a side); "
+            "ask for png",
+        )
     buf = io.BytesIO()
     if fmt == "png":
         image.save(buf, format="PNG", compress_level=1)

@@ -14,7 +14,16 @@ from distill.errors import ConfigError
 from export.manifest import Manifest
 from serve.backends import Backend, backend_class, create_backend
 from serve.batching import MicroBatcher
-from serve.imaging import Restore, array_to_image, latents_for, prepare_translate, restore_translate, to_uint8
+from serve.bundle_validation import validate_bundle
+from serve.imaging import (
+    Restore,
+    array_to_image,
+    draft_for_model,
+    latents_for,
+    prepare_translate,
+    restore_translate,
+    to_uint8,
+)
 from serve.metrics import ServerMetrics
 from serve.settings import ServeSettings
 
@@ -123,9 +132,15 @@ class ServedModel:
         """``(count, *latent_shape)``: image ``i`` uses seed ``seed + i``."""
         return latents_for(seed, count, self.latent_shape)
 
-    def prepare(self, image: Image.Image) -> tuple[np.ndarray, Restore]:
+    def draft(self, image: Image.Image) -> tuple[int, int]:
+        """Shrink a JPEG's decode to this model's input size (before loading); the client's (W, H)."""
+        return draft_for_model(image, self.manifest.preprocessing, self.fixed_size, self.settings.max_infer_side)
+
+    def prepare(
+        self, image: Image.Image, original: tuple[int, int] | None = None, upscale: bool = False
+    ) -> tuple[np.ndarray, Restore]:
         return prepare_translate(
-            image, self.manifest.preprocessing, self.fixed_size, self.settings.max_infer_side
+            image, self.manifest.preprocessing, self.fixed_size, self.settings.max_infer_side, original, upscale
         )
 
     def restore(self, output: np.ndarray, restore: Restore) -> Image.Image:
@@ -149,17 +164,23 @@ def build_models(settings: ServeSettings) -> dict[str, ServedModel]:
         raise ConfigError("no bundle given: slimgan serve BUNDLE [BUNDLE ...]")
     backend_cls = backend_class(settings.backend)
     models: dict[str, ServedModel] = {}
+    seen: dict[Path, str] = {}
     for arg in settings.bundles:
         explicit, path = parse_bundle_arg(arg)
-        manifest = Manifest.load(path)
+        manifest = validate_bundle(path, settings.precision, check_files=settings.backend != "dummy")
         if settings.backend != "dummy":
             backend_cls.check(path, manifest, settings)
-        name = explicit or manifest.name or path.resolve().name
-        if name in models or not _NAME_RE.match(name):
-            name = path.resolve().name
+        real = path.resolve()
+        if real in seen:
+            raise ConfigError(f"bundle {path} is given twice (as {seen[real]!r} already)")
+        name = explicit or manifest.name or real.name
         if not _NAME_RE.match(name):
             raise ConfigError(f"bundle {path}: model name {name!r} is not URL-safe; serve it as NAME={path}")
         if name in models:
-            raise ConfigError(f"two bundles are both named {name!r}; give one a name with NAME=PATH")
+            raise ConfigError(
+                f"bundle {path}: model name {name!r} is already taken by bundle {models[name].bundle_dir}; "
+                f"give one a different name with NAME=PATH"
+            )
+        seen[real] = name
         models[name] = ServedModel(name, path, manifest, settings)
     return models

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BackendName = Literal["onnxruntime", "tensorrt", "dummy"]
@@ -38,6 +38,12 @@ class ServeSettings(BaseSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1, description="largest request body")
     max_pixels: int = Field(4096 * 4096, ge=1, description="largest decoded image (width x height)")
     max_infer_side: int = Field(1024, ge=8, description="larger inputs are downscaled for inference")
+    decode_budget_pixels: int = Field(
+        2 * 4096 * 4096, ge=1, description="pixels decoded at once across requests; the rest wait their turn"
+    )
+    limit_concurrency: int = Field(
+        64, ge=2, description="connections and tasks uvicorn admits before answering 503 (bounds buffered bodies)"
+    )
     max_count: int = Field(16, ge=1, le=256, description="most images one generate request may ask for")
     dummy_delay_ms: float = Field(0.0, ge=0, description="dummy backend: simulated compute per batch")
     retry_after_s: int = Field(1, ge=1, description="Retry-After seconds sent with 503")
@@ -45,3 +51,16 @@ class ServeSettings(BaseSettings):
         30.0, ge=0, description="how long shutdown waits for in-flight requests"
     )
     log_level: str = "info"
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key_is_usable(cls, value: str | None) -> str | None:
+        # Headers arrive latin-1 decoded, so a non-ASCII key could never match; an empty one would
+        # silently turn authentication off.
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must not be empty (leave it unset to serve without a key)")
+        if not value.isascii() or not value.isprintable() or value != value.strip():
+            raise ValueError("must be printable ASCII without surrounding spaces")
+        return value

@@ -61,7 +61,10 @@ def test_prepare_and_restore_round_trip_exactly() -> None:
     assert back.size == (50, 37) and np.array_equal(np.asarray(back), pixels)
     resized_tensor, resized = prepare_translate(image, Preprocessing(size_multiple=4), (32, 32), 1024)
     assert resized_tensor.shape == (1, 3, 32, 32)
-    assert restore_translate(resized_tensor[0], Postprocessing(), resized).size == (50, 37)
+    # answered at the inference size's longer side unless asked to enlarge back to the input's size
+    assert restore_translate(resized_tensor[0], Postprocessing(), resized).size == (32, 24)
+    _, enlarged = prepare_translate(image, Preprocessing(size_multiple=4), (32, 32), 1024, upscale=True)
+    assert restore_translate(resized_tensor[0], Postprocessing(), enlarged).size == (50, 37)
 
 
 def test_latents_are_per_image_seeds() -> None:

@@ -12,20 +12,15 @@ router = APIRouter(prefix="/v2/health", tags=["health"])
 
 
 def _states(state: ServerState) -> dict[str, str]:
+    """Model name -> state; empty when an API key is set (the names are behind the key)."""
+    if state.settings.api_key:
+        return {}
     return {name: model.state for name, model in state.models.items()}
 
 
-@router.get(
-    "/live",
-    response_model=HealthResponse,
-    responses={503: {"model": ErrorResponse, "description": "a model failed to load"}},
-)
+@router.get("/live", response_model=HealthResponse)
 async def live(state: StateDep) -> JSONResponse:
-    failed = state.failed
-    if failed:
-        return JSONResponse(
-            {"error": f"model {failed[0].name} failed to load: {failed[0].error}"}, status_code=503
-        )
+    """200 while the process answers. Load failures show on ``/ready`` (and in the log), not here."""
     return JSONResponse({"status": "live", "models": _states(state)})
 
 
@@ -35,7 +30,7 @@ async def live(state: StateDep) -> JSONResponse:
     responses={
         503: {
             "model": ErrorResponse,
-            "description": "still loading or warming up",
+            "description": "a model is still loading or warming up, or failed to load",
             "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
         }
     },
@@ -43,9 +38,6 @@ async def live(state: StateDep) -> JSONResponse:
 async def ready(state: StateDep) -> JSONResponse:
     if not state.ready:
         pending = [f"{n}: {s}" for n, s in _states(state).items() if s != "ready"]
-        return JSONResponse(
-            {"error": "not ready (" + ", ".join(pending or ["starting"]) + ")"},
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
+        detail = f" ({', '.join(pending)})" if pending else ""
+        return JSONResponse({"error": f"not ready{detail}"}, status_code=503, headers={"Retry-After": "1"})
     return JSONResponse({"status": "ready", "models": _states(state)})

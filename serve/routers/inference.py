@@ -18,15 +18,14 @@ from starlette.datastructures import UploadFile
 from serve.batching import BatcherClosed, QueueFull
 from serve.deps import ReadyModelDep, ServerState, StateDep, media_type_of, read_body, require_api_key
 from serve.errors import ApiError
-from serve.imaging import INPUT_MEDIA_TYPES, encode_image, load_image, make_grid, open_image
+from serve.imaging import INPUT_MEDIA_TYPES, encode_image, make_grid, open_image
 from serve.schemas import IMAGE_MEDIA_TYPES, ErrorResponse, GenerateRequest, ImageFormat
 from serve.served_model import ServedModel
 
 router = APIRouter(prefix="/v2/models", tags=["inference"], dependencies=[Depends(require_api_key)])
 
-# Images this small decode and encode in well under a millisecond: doing that on the event loop is
-# cheaper than a thread hop. Anything larger (or a header claiming more) goes to a worker thread.
-INLINE_MAX_BYTES = 64 * 1024
+# Our own outputs this small encode in well under a millisecond: doing that on the event loop is
+# cheaper than a thread hop. Client bytes are always parsed in a worker thread.
 INLINE_MAX_SIDE = 128
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -41,8 +40,8 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("bad input: not an image, truncated or corrupt, or the wrong task for this model"),
     401: _error("missing or wrong API key"),
     404: _error("unknown model"),
-    413: _error("body over the byte limit, or image over the pixel limit"),
-    415: _error("unsupported content type"),
+    413: _error("body over the byte limit, image over the pixel limit, or absurd image structure"),
+    415: _error("unsupported content type, or an image encoding this server does not decode (compressed BMP)"),
     422: _error("invalid parameters or JSON"),
     500: _error("inference failed inside the backend"),
     503: _error("queue full, model loading or server shutting down", headers=_RETRY),
@@ -136,6 +135,7 @@ async def _read_translate_input(request: Request, limit: int) -> tuple[bytes, st
             return {"type": "http.request", "body": body, "more_body": False}
 
         form = await Request(request.scope, replay).form(max_files=2, max_fields=8)
+        body = b""  # parsed: drop the raw copy (``replay`` holds it) before reading the field's own
         try:
             field = form.get("image")
             fmt = form.get("format")
@@ -175,6 +175,9 @@ async def translate(
     model: ReadyModelDep,
     state: StateDep,
     format: Annotated[ImageFormat | None, Query(description="output format; else Accept, else png")] = None,
+    upscale: Annotated[
+        bool, Query(description="answer at the input's size even when inference ran at a smaller one")
+    ] = False,
 ) -> Response:
     if model.task != "translate":
         raise ApiError(
@@ -184,19 +187,29 @@ async def translate(
     data, form_format = await _read_translate_input(request, settings.max_body_bytes)
     fmt = format or _check_format(form_format) or format_from_accept(request.headers.get("accept")) or "png"
 
-    image = open_image(data, settings.max_pixels)  # header only: format and size checks
+    budget = state.decode_budget
 
-    def decode() -> Any:
-        return model.prepare(load_image(image))
+    def open_checked(raw: bytes) -> tuple[Any, tuple[int, int]]:
+        image = open_image(raw, settings.max_pixels)  # structure and header only: nothing decoded yet
+        return image, model.draft(image)
 
-    inline = len(data) <= INLINE_MAX_BYTES and max(image.size) <= INLINE_MAX_SIDE
-    rows, restore = decode() if inline else await anyio.to_thread.run_sync(decode)
+    # Even a header can cost interpreter time (Pillow parses markers in Python), so nothing of the
+    # client's bytes is parsed on the event loop; the budget then bounds the pixels decoding at once.
+    image, original = await anyio.to_thread.run_sync(open_checked, data)
+    async with budget.hold(image.size[0] * image.size[1], settings.timeout_s):
+        rows, restore = await anyio.to_thread.run_sync(model.prepare, image, original, upscale)
+    del image, data  # the upload and its decoder are not held while the request waits for the model
     output = await run_model(model, rows, state)
 
     def encode() -> bytes:
         return encode_image(model.restore(output[0], restore), fmt)
 
-    content = encode() if inline else await anyio.to_thread.run_sync(encode)
+    out_w, out_h = restore.original
+    if max(out_w, out_h) <= INLINE_MAX_SIDE:
+        content = encode()
+    else:
+        async with budget.hold(out_w * out_h, settings.timeout_s):
+            content = await anyio.to_thread.run_sync(encode)
     return Response(content, media_type=IMAGE_MEDIA_TYPES[fmt])
 
 
