@@ -20,6 +20,7 @@ from distill.errors import ConfigError
 from serve.deps import ServerState
 from serve.errors import install_error_handlers
 from serve.metrics import RequestMetricsMiddleware
+from serve.priority import run_lowered
 from serve.routers import health, inference, metrics, models, ui
 from serve.served_model import build_models
 from serve.settings import ServeSettings
@@ -33,7 +34,7 @@ async def load_models(state: ServerState) -> None:
         for model in state.models.values():
             if model.backend is None:  # ``slimgan serve`` loads every model before it binds
                 try:
-                    await anyio.to_thread.run_sync(model.load)
+                    await anyio.to_thread.run_sync(run_lowered, model.load)
                 except Exception as exc:  # logged here; health answers without the details
                     model.state = "failed"
                     model.error = str(exc)
@@ -58,17 +59,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def load_models_now(app: FastAPI) -> None:
-    """Load and warm every model now, in this thread: a bundle that cannot load is a one-line
-    ConfigError before the server binds (as Triton exits on a model that fails to load)."""
+    """Load and warm every model now, before the server binds: a bundle that cannot load is a
+    one-line ConfigError (as Triton exits on a model that fails to load)."""
+    import concurrent.futures
+
     state: ServerState = app.state.server
-    for model in state.models.values():
-        try:
-            model.load()
-        except Exception as exc:
-            model.close()
-            lines = str(exc).strip().splitlines()
-            detail = (lines[0] if lines else type(exc).__name__)[:300]
-            raise ConfigError(f"bundle {model.bundle_dir}: cannot load it: {detail}") from exc
+    # Loaded on a lowered-priority thread, so the runtime's own thread pool inherits that priority.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="load") as pool:
+        for model in state.models.values():
+            try:
+                pool.submit(run_lowered, model.load).result()
+            except Exception as exc:
+                model.close()
+                lines = str(exc).strip().splitlines()
+                detail = (lines[0] if lines else type(exc).__name__)[:300]
+                raise ConfigError(f"bundle {model.bundle_dir}: cannot load it: {detail}") from exc
 
 
 def create_app(settings: ServeSettings | None = None) -> FastAPI:

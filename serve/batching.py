@@ -11,6 +11,8 @@ another computes. Measured on 2 vCPUs with the load generator on the same cores 
 student, 1 ORT thread, 435 images/s raw ORT): the wait-to-fill rule with one batch at a time gave
 0.66x raw throughput at concurrency 8 and a 9.6 ms p50 at concurrency 1; this rule with 2 parallel
 batches gives 0.92x and 3.9 ms.
+``max_batch_pixels`` caps rows x H x W per backend call, so large images run one or two at a time
+while small ones still batch up to ``max_batch``.
 When ``queue_size`` requests are already waiting,
 :meth:`MicroBatcher.submit` raises :class:`QueueFull` (the route answers 503 + Retry-After).
 :meth:`MicroBatcher.stop` lets every queued request finish before the task ends.
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serve.metrics import ServerMetrics
+from serve.priority import lower_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,7 @@ class MicroBatcher:
         metrics: ServerMetrics,
         fixed_batch: int | None = None,
         parallel: int = 1,
+        max_batch_pixels: int | None = None,
     ) -> None:
         self.model = model
         self.run_fn = run_fn
@@ -73,6 +77,7 @@ class MicroBatcher:
         self.queue_size = queue_size
         self.fixed_batch = fixed_batch
         self.parallel = max(1, parallel)
+        self.max_batch_pixels = max_batch_pixels
         self.metrics = metrics
         self._queue: asyncio.Queue = asyncio.Queue()  # bounded by ``depth`` checks, so _STOP always fits
         self.depth = 0
@@ -171,7 +176,7 @@ class MicroBatcher:
         groups: OrderedDict[tuple, list[_Request]] = OrderedDict()
         for request in live:
             groups.setdefault((request.rows.shape[1:], request.rows.dtype.str), []).append(request)
-        for members in groups.values():
+        for members in (call for group in groups.values() for call in self._split_by_pixels(group)):
             now = time.perf_counter()
             for request in members:
                 self.metrics.queue_duration.labels(self.model).observe(now - request.enqueued)
@@ -191,11 +196,35 @@ class MicroBatcher:
                     request.future.set_result(outputs[offset : offset + n])
                 offset += n
 
+    def _rows_per_call(self, shape: tuple[int, ...]) -> int:
+        """Rows of ``shape`` (one row's shape) that one backend call may take."""
+        if not self.max_batch_pixels or len(shape) != 3 or self.fixed_batch:
+            return self.max_batch
+        return max(1, min(self.max_batch, self.max_batch_pixels // (shape[1] * shape[2])))
+
+    def _split_by_pixels(self, members: list[_Request]) -> list[list[_Request]]:
+        """Requests of one shape in groups that each fit one call, so large images are never stacked
+        into one big copy (each group is answered as soon as it is done)."""
+        limit = self._rows_per_call(members[0].rows.shape[1:])
+        if limit >= self.max_batch:
+            return [members]
+        calls: list[list[_Request]] = [[]]
+        rows = 0
+        for request in members:
+            if calls[-1] and rows + len(request.rows) > limit:
+                calls.append([])
+                rows = 0
+            calls[-1].append(request)
+            rows += len(request.rows)
+        return calls
+
     def _run_chunks(self, stacked: np.ndarray) -> np.ndarray:
         """Run ``stacked`` in chunks of at most ``max_batch`` rows (padded when the graph wants a fixed batch)."""
+        lower_thread_priority()  # below the event loop (see serve.priority)
         outs = []
-        for start in range(0, len(stacked), self.max_batch):
-            chunk = stacked[start : start + self.max_batch]
+        step = self._rows_per_call(stacked.shape[1:])  # activation memory grows with rows x H x W
+        for start in range(0, len(stacked), step):
+            chunk = stacked[start : start + step]
             n = len(chunk)
             if self.fixed_batch and n != self.fixed_batch:
                 pad = np.repeat(chunk[-1:], self.fixed_batch - n, axis=0)

@@ -36,6 +36,8 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "cors": {"action": "append", "metavar": "ORIGIN", "help": "allow this CORS origin (repeatable)"},
     "max_body_bytes": {"type": int, "help": "largest request body in bytes (default 16 MiB)"},
     "max_pixels": {"type": int, "help": "largest image in pixels (default 4096*4096)"},
+    "max_batch_pixels": {"type": int, "help": "rows x H x W per backend call (default 1024*1024)"},
+    "inflight_pixels": {"type": int, "help": "inference-size pixels of requests being served at once (default 4*1024*1024)"},
     "decode_budget_pixels": {"type": int, "help": "pixels decoded at once across requests (default 2*4096*4096)"},
     "limit_concurrency": {"type": int, "help": "connections uvicorn admits before answering 503 (default 64)"},
     "max_count": {"type": int, "help": "most images per generate request (default 16)"},

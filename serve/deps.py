@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass, field
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
@@ -25,9 +27,21 @@ class ServerState:
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
     loading_done: bool = False
     decode_budget: PixelBudget = field(init=False)
+    inflight_budget: PixelBudget = field(init=False)
+
+    _encode_limiter: anyio.CapacityLimiter | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.decode_budget = PixelBudget(self.settings.decode_budget_pixels, self.settings.retry_after_s)
+        self.inflight_budget = PixelBudget(self.settings.inflight_pixels, self.settings.retry_after_s)
+
+    @property
+    def encode_limiter(self) -> anyio.CapacityLimiter:
+        """Threads encoding answers at once (each holds float copies of its output); made on first use,
+        inside the event loop."""
+        if self._encode_limiter is None:
+            self._encode_limiter = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
+        return self._encode_limiter
 
     @property
     def ready(self) -> bool:

@@ -13,8 +13,9 @@ structure with bounded loops (or C-speed regex searches) and refuse what no real
   Python (12 s for 17 kB) and embedded JPEG/PNG are refused as well.
 - WebP: the RIFF size must match the bytes sent.
 
-:class:`PixelBudget` bounds the pixels being decoded at once, so decoder memory is set by
-configuration (``decode_budget_pixels``), not by how many uploads arrive together.
+:class:`PixelBudget` bounds the pixels being decoded at once (counted as the full-size copies each
+decoder holds, :func:`decode_cost`), so decoder memory is set by configuration
+(``decode_budget_pixels``), not by how many uploads arrive together.
 """
 
 from __future__ import annotations
@@ -43,6 +44,16 @@ _SOS_IN_SCAN = re.compile(rb"\xff\xda")
 # BMP compression codes: 0 BI_RGB, 3 BI_BITFIELDS, 6 BI_ALPHABITFIELDS are raw; the rest are refused.
 _BMP_COMPRESSION = {1: "RLE8", 2: "RLE4", 4: "embedded JPEG", 5: "embedded PNG"}
 _BMP_RAW = {0, 3, 6}
+
+
+# Full-size copies of the pixels a decoder holds at its peak, per format: Pillow's WebP path has
+# libwebp's canvas, a bytes copy of it and the image; the others decode straight into the image.
+DECODE_COPIES = {"WEBP": 3}
+
+
+def decode_cost(fmt: str | None, size: tuple[int, int]) -> int:
+    """What decoding an image of ``size`` (after any draft) costs against a :class:`PixelBudget`."""
+    return size[0] * size[1] * DECODE_COPIES.get(fmt or "", 1)
 
 
 def check_structure(data: bytes, fmt: str) -> None:
@@ -141,7 +152,8 @@ class PixelBudget:
     """A FIFO semaphore weighted by pixels: at most ``capacity`` pixels are being decoded at once.
 
     A request wanting more than the whole budget waits for all of it (it then runs alone). Waiting
-    longer than ``timeout_s`` answers 503 with ``Retry-After``, like a full queue.
+    longer than ``timeout_s`` answers 429 with ``Retry-After``: the server is up and answering, the
+    client sent more large images at once than it is configured to decode, and should slow down.
     """
 
     def __init__(self, capacity: int, retry_after_s: int = 1) -> None:
@@ -179,7 +191,7 @@ class PixelBudget:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise ApiError(
-                503,
+                429,
                 f"the decoder is busy with {self.in_use} pixels (budget {self.capacity}); retry later",
                 {"Retry-After": str(self.retry_after_s)},
             ) from exc

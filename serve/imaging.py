@@ -134,9 +134,18 @@ def model_input_size(
 
 
 def exif_orientation(image: Image.Image) -> int:
-    """The EXIF orientation tag (1-8; 1 when absent or unreadable)."""
+    """The EXIF orientation tag (1-8; 1 when absent or unreadable).
+
+    Read from the raw block only: ``Image.getexif`` on a PNG decodes the whole image to look for an
+    eXIf chunk after the pixel data, which must not happen before the decode budget is held.
+    """
+    raw = image.info.get("exif")
+    if not raw:
+        return 1
     try:
-        value = image.getexif().get(0x0112, 1)
+        exif = Image.Exif()
+        exif.load(raw)
+        value = exif.get(0x0112, 1)
     except Exception:  # a malformed EXIF block is ignored, as viewers do
         return 1
     return value if isinstance(value, int) and value in _TRANSPOSE else 1
@@ -150,18 +159,19 @@ def displayed_size(image: Image.Image) -> tuple[int, int]:
 
 def draft_for_model(
     image: Image.Image, pre: Preprocessing, fixed_size: tuple[int, int] | None, max_side: int
-) -> tuple[int, int]:
+) -> tuple[int, int] | None:
     """Ask a JPEG to decode at the smallest DCT scale (1/2, 1/4, 1/8) still covering the model's input.
 
-    Call before the pixels are decoded; returns the (W, H) the client sent (oriented), which the
-    drafted image no longer shows.
+    Call before the pixels are decoded. Returns the (W, H) the client sent (oriented) when the
+    drafted image no longer shows it, else None.
     """
-    original = displayed_size(image)
-    if image.format == "JPEG":
-        (w, h), _ = model_input_size(original[0], original[1], pre, fixed_size, max_side)
-        if original != image.size:
-            w, h = h, w
-        image.draft("L" if pre.color == "L" else "RGB", (w, h))
+    if image.format != "JPEG":
+        return None
+    original = displayed_size(image)  # a JPEG's EXIF precedes its pixels, so this reads no pixel
+    (w, h), _ = model_input_size(original[0], original[1], pre, fixed_size, max_side)
+    if original != image.size:
+        w, h = h, w
+    image.draft("L" if pre.color == "L" else "RGB", (w, h))
     return original
 
 
@@ -226,10 +236,12 @@ def prepare_translate(
     if orientation != 1:
         image = image.transpose(_TRANSPOSE[orientation])
     image = _flatten_alpha(image).convert(color)
-    arr = np.asarray(image, dtype=np.float32)  # (H, W) or (H, W, C)
+    arr = np.array(image, dtype=np.float32)  # (H, W) or (H, W, C), writable
+    del image
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    arr = arr * np.float32(pre.scale) + np.float32(pre.offset)
+    arr *= np.float32(pre.scale)
+    arr += np.float32(pre.offset)
     if (pw, ph) != (w, h):
         arr = np.pad(arr, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
     tensor = np.ascontiguousarray(arr.transpose(2, 0, 1)[None])  # (1, C, H, W)
@@ -239,9 +251,12 @@ def prepare_translate(
 def to_uint8(output: np.ndarray, post: Postprocessing) -> np.ndarray:
     """Model output ``(C, H, W)`` -> ``(H, W, C)`` uint8 via ``clip((y - offset) / scale)``."""
     lo, hi = (post.clip or [-math.inf, math.inf])[:2]
-    y = np.clip(output.astype(np.float32, copy=False), lo, hi)
-    y = (y - np.float32(post.offset)) / np.float32(post.scale)
-    return np.clip(np.rint(y), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    y = np.clip(output.astype(np.float32, copy=False), lo, hi)  # the one float copy; the rest in place
+    y -= np.float32(post.offset)
+    y /= np.float32(post.scale)
+    np.rint(y, out=y)
+    np.clip(y, 0, 255, out=y)
+    return y.astype(np.uint8).transpose(1, 2, 0)
 
 
 def array_to_image(pixels: np.ndarray, color: str) -> Image.Image:

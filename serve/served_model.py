@@ -20,6 +20,7 @@ from serve.imaging import (
     array_to_image,
     draft_for_model,
     latents_for,
+    model_input_size,
     prepare_translate,
     restore_translate,
     to_uint8,
@@ -109,6 +110,7 @@ class ServedModel:
             metrics,
             fixed_batch=self.backend.fixed_batch,
             parallel=self.backend.parallel_runs,
+            max_batch_pixels=self.settings.max_batch_pixels,
         )
         self.batcher.start()
         self.state = "ready"
@@ -132,9 +134,16 @@ class ServedModel:
         """``(count, *latent_shape)``: image ``i`` uses seed ``seed + i``."""
         return latents_for(seed, count, self.latent_shape)
 
-    def draft(self, image: Image.Image) -> tuple[int, int]:
-        """Shrink a JPEG's decode to this model's input size (before loading); the client's (W, H)."""
+    def draft(self, image: Image.Image) -> tuple[int, int] | None:
+        """Shrink a JPEG's decode to this model's input size (before loading); the client's (W, H) then."""
         return draft_for_model(image, self.manifest.preprocessing, self.fixed_size, self.settings.max_infer_side)
+
+    def input_pixels(self, size: tuple[int, int]) -> int:
+        """Pixels of the model input (after resizing and padding) for an image of ``size`` (W, H)."""
+        _, (pw, ph) = model_input_size(
+            size[0], size[1], self.manifest.preprocessing, self.fixed_size, self.settings.max_infer_side
+        )
+        return pw * ph
 
     def prepare(
         self, image: Image.Image, original: tuple[int, int] | None = None, upscale: bool = False

@@ -38,6 +38,14 @@ class ServeSettings(BaseSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1, description="largest request body")
     max_pixels: int = Field(4096 * 4096, ge=1, description="largest decoded image (width x height)")
     max_infer_side: int = Field(1024, ge=8, description="larger inputs are downscaled for inference")
+    max_batch_pixels: int = Field(
+        1024 * 1024, ge=1, description="rows x H x W per backend call; larger batches of large images are split"
+    )
+    inflight_pixels: int = Field(
+        4 * 1024 * 1024,
+        ge=1,
+        description="inference-size pixels of translate requests between decode and answer (their float tensors)",
+    )
     decode_budget_pixels: int = Field(
         2 * 4096 * 4096, ge=1, description="pixels decoded at once across requests; the rest wait their turn"
     )

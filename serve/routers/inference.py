@@ -18,7 +18,9 @@ from starlette.datastructures import UploadFile
 from serve.batching import BatcherClosed, QueueFull
 from serve.deps import ReadyModelDep, ServerState, StateDep, media_type_of, read_body, require_api_key
 from serve.errors import ApiError
+from serve.image_guards import decode_cost
 from serve.imaging import INPUT_MEDIA_TYPES, encode_image, make_grid, open_image
+from serve.priority import run_lowered
 from serve.schemas import IMAGE_MEDIA_TYPES, ErrorResponse, GenerateRequest, ImageFormat
 from serve.served_model import ServedModel
 
@@ -43,6 +45,7 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     413: _error("body over the byte limit, image over the pixel limit, or absurd image structure"),
     415: _error("unsupported content type, or an image encoding this server does not decode (compressed BMP)"),
     422: _error("invalid parameters or JSON"),
+    429: _error("more large images in flight than the decode budgets hold", headers=_RETRY),
     500: _error("inference failed inside the backend"),
     503: _error("queue full, model loading or server shutting down", headers=_RETRY),
     504: _error("the request timed out"),
@@ -187,29 +190,33 @@ async def translate(
     data, form_format = await _read_translate_input(request, settings.max_body_bytes)
     fmt = format or _check_format(form_format) or format_from_accept(request.headers.get("accept")) or "png"
 
-    budget = state.decode_budget
-
-    def open_checked(raw: bytes) -> tuple[Any, tuple[int, int]]:
+    def open_checked(raw: bytes) -> tuple[Any, tuple[int, int] | None]:
         image = open_image(raw, settings.max_pixels)  # structure and header only: nothing decoded yet
         return image, model.draft(image)
 
     # Even a header can cost interpreter time (Pillow parses markers in Python), so nothing of the
-    # client's bytes is parsed on the event loop; the budget then bounds the pixels decoding at once.
-    image, original = await anyio.to_thread.run_sync(open_checked, data)
-    async with budget.hold(image.size[0] * image.size[1], settings.timeout_s):
-        rows, restore = await anyio.to_thread.run_sync(model.prepare, image, original, upscale)
-    del image, data  # the upload and its decoder are not held while the request waits for the model
-    output = await run_model(model, rows, state)
+    # client's bytes is parsed on the event loop. Two budgets bound memory by configuration: pixels
+    # being decoded, and inference-size pixels from decode to answer (the request's float tensors).
+    image, original = await anyio.to_thread.run_sync(run_lowered, open_checked, data)
+    decoding, inflight = state.decode_budget, state.inflight_budget
+    async with inflight.hold(model.input_pixels(original or image.size), settings.timeout_s):
+        async with decoding.hold(decode_cost(image.format, image.size), settings.timeout_s):
+            rows, restore = await anyio.to_thread.run_sync(run_lowered, model.prepare, image, original, upscale)
+        del image, data  # the upload and its decoder are not held while the request waits for the model
+        output = await run_model(model, rows, state)
+        del rows
 
-    def encode() -> bytes:
-        return encode_image(model.restore(output[0], restore), fmt)
+        def encode() -> bytes:
+            return encode_image(model.restore(output[0], restore), fmt)
 
-    out_w, out_h = restore.original
-    if max(out_w, out_h) <= INLINE_MAX_SIDE:
-        content = encode()
-    else:
-        async with budget.hold(out_w * out_h, settings.timeout_s):
-            content = await anyio.to_thread.run_sync(encode)
+        out_w, out_h = restore.original
+        if max(out_w, out_h) <= INLINE_MAX_SIDE:
+            content = encode()
+        elif upscale and out_w * out_h > restore.resized[0] * restore.resized[1]:
+            async with decoding.hold(out_w * out_h, settings.timeout_s):  # enlarging: as large as a decode
+                content = await anyio.to_thread.run_sync(run_lowered, encode, limiter=state.encode_limiter)
+        else:  # bounded by the inference size
+            content = await anyio.to_thread.run_sync(run_lowered, encode, limiter=state.encode_limiter)
     return Response(content, media_type=IMAGE_MEDIA_TYPES[fmt])
 
 
