@@ -299,6 +299,28 @@ def _unpickle_reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
+TRAINING_STATE_KEYS = {"step": int, "modules": Mapping, "optimizers": Mapping, "schedulers": Mapping,
+                       "scaler": Mapping, "rng": Mapping}
+
+
+def read_training_state(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """A run's ``state.pt`` (``weights_only=True``), with its top-level entries checked: one-line
+    CheckpointError instead of an unpickler traceback or a KeyError halfway through a resume."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} cannot be read as a weights-only training state: {_unpickle_reason(exc)}") from exc
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path} does not hold a training state (got {type(state).__name__})")
+    for key, kind in TRAINING_STATE_KEYS.items():
+        if key not in state:
+            raise CheckpointError(f"{path} has no {key!r} entry; it is not a slimgan state.pt or it is damaged")
+        if not isinstance(state[key], kind) or isinstance(state[key], bool):
+            raise CheckpointError(f"{path}: {key!r} has the wrong type ({type(state[key]).__name__})")
+    return dict(state)
+
+
 def import_reference(path: str | Path, arch: str, out: str | Path, **kwargs: Any) -> Path:
     """Convert a pytorch-CycleGAN-and-pix2pix ``latest_net_G.pth`` (or ``_D``) into a slimgan checkpoint."""
     info = model_info(arch)

@@ -120,3 +120,18 @@ def test_refused_pickle_is_one_line_without_the_unsafe_advice(tmp_path: Path) ->
     code, err, _ = slimgan("import", str(path), "--arch", "resnet_6blocks", "--ngf", "4", "--out", str(tmp_path / "o"))
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "weights-only" in err and "weights_only=False" not in err and "this must never run" not in err
+
+
+def test_damaged_training_state_is_one_line(tmp_path: Path) -> None:
+    from distill.checkpoint import read_training_state
+
+    path = tmp_path / "state.pt"
+    torch.save({"step": 3, "modules": {}}, path)  # missing optimizers, schedulers, scaler, rng
+    with pytest.raises(CheckpointError, match="has no 'optimizers' entry"):
+        read_training_state(path)
+    torch.save({"step": "3", "modules": {}, "optimizers": {}, "schedulers": {}, "scaler": {}, "rng": {}}, path)
+    with pytest.raises(CheckpointError, match="'step' has the wrong type"):
+        read_training_state(path)
+    path.write_bytes(b"not a zip file at all")
+    with pytest.raises(CheckpointError, match="cannot be read as a weights-only training state"):
+        read_training_state(path)

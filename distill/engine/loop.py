@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from distill.checkpoint import save_checkpoint
+from distill.checkpoint import read_training_state, save_checkpoint
 from distill.engine.config import RunConfig, load_config, resolve_path, save_config, to_dict
 from distill.engine.data import BatchStream, build_split, ensure_data, eval_batches
 from distill.engine.evaluate import evaluate, pick_best_metric, write_sample_grid
@@ -225,7 +225,7 @@ def _run(config: RunConfig, out: Path, rt: Runtime, resume: bool, kind: str,
     if resume:
         if not state_path.is_file():
             raise ConfigError(f"--resume: {state_path} does not exist")
-        state = torch.load(state_path, map_location=rt.device, weights_only=True)
+        state = read_training_state(state_path, rt.device)
         for name, module in method.modules().items():
             if name in state["modules"]:
                 module.load_state_dict(state["modules"][name])
