@@ -114,10 +114,10 @@ def _files(v: Any) -> str | None:
         return "must name the fp32 ONNX model under 'fp32'"
     for role, name in v.items():
         if not isinstance(name, str) or not name:
-            return f"{role!r} must be a file name, got {name!r}"
+            return f"entry {role!r} must be a file name, got {name!r}"
         pure = PurePosixPath(name)
         if pure.is_absolute() or Path(name).is_absolute() or "\\" in name or ".." in pure.parts:
-            return f"{role!r} must be a relative path inside the bundle, got {name!r}"
+            return f"entry {role!r} must be a relative path inside the bundle, got {name!r}"
     return None
 
 

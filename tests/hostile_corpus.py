@@ -318,7 +318,7 @@ def tampered_bundles(good: Path, out: Path) -> dict[str, Path]:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
-        print(__doc__.strip().splitlines()[-3].strip(), file=sys.stderr)
+        print("usage: python tests/hostile_corpus.py OUT_DIR [--bundle GOOD_BUNDLE]", file=sys.stderr)
         return 2
     out = Path(argv[0])
     (out / "images").mkdir(parents=True, exist_ok=True)
