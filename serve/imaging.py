@@ -135,11 +135,14 @@ def prepare_translate(
 
 
 def to_uint8(output: np.ndarray, post: Postprocessing) -> np.ndarray:
-    """Model output ``(C, H, W)`` -> ``(H, W, C)`` uint8 via ``clip((y - offset) / scale)``."""
+    """Model output ``(C, H, W)`` -> ``(H, W, C)`` uint8 via ``clip((y - offset) / scale)``, rounded or truncated."""
     lo, hi = (post.clip or [-math.inf, math.inf])[:2]
     y = np.clip(output.astype(np.float32, copy=False), lo, hi)
-    y = (y - np.float32(post.offset)) / np.float32(post.scale)
-    return np.clip(np.rint(y), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    # Multiplying by 1/scale (127.5 exactly for [-1, 1]) rounds once, like the reference's (y + 1) / 2 * 255,
+    # so truncation lands on the same grey level.
+    y = (y - np.float32(post.offset)) * np.float32(1.0 / post.scale)
+    y = np.floor(y) if getattr(post, "rounding", "round") == "truncate" else np.rint(y)
+    return np.clip(y, 0, 255).astype(np.uint8).transpose(1, 2, 0)
 
 
 def array_to_image(pixels: np.ndarray, color: str) -> Image.Image:
