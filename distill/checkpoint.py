@@ -201,7 +201,7 @@ def import_reference(path: str | Path, arch: str | None, out: str | Path, **kwar
     problem = first_disagreement(model.state_dict(), state)
     if problem:
         args = ", ".join(f"{k}={v}" for k, v in model.slimgan_config["kwargs"].items() if k != "config" or isinstance(v, str))
-        raise CheckpointError(f"{path} is not {arch}({args}): {problem}")
+        raise CheckpointError(f"{path} is not {arch}({args}): {problem}; check --arch and the widths")
     load_state_dict_checked(model, state, source=str(path))
     provenance: dict[str, Any] = {
         "imported_from": str(Path(path).resolve()),
