@@ -60,7 +60,7 @@ def default_layout(ngf: int, channels: int | Sequence[int] | None, reduction: in
         if len(channels) != len(ks):
             raise ConfigError(f"channels {list(channels)} needs one entry per kernel size {ks}")
         widths = [int(c) // reduction for c in channels]
-    branches = [[k, w] for k, w in zip(ks, widths)]
+    branches = [[k, w] for k, w in zip(ks, widths, strict=True)]
     return {"down": [ngf, 2 * ngf, d], "blocks": [{"res": branches, "dw": branches} for _ in range(n_blocks)], "up": [2 * ngf, ngf]}
 
 
