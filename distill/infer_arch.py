@@ -135,6 +135,17 @@ def _resnet_like(state: State) -> list[Inferred]:
         config = "_".join(map(str, channels))
         out.append(Inferred("sub_mobile_resnet_9blocks", {**io, "config": config, "norm": norm}, "sub_mobile_resnet",
                             "GAN Compression", ["dropout_rate 0 (no trace in the weights)"]))
+    # The legacy layout: the first block of each three has the searched width, the others the trunk's.
+    if (norm != "batch" and c1 % 2 == 0 and d % 4 == 0 and up0 % 2 == 0 and all(w % 4 == 0 for w in stage)
+            and all(inner[j] == d for j in range(9) if j % 3) and any(w != d for w in stage)):
+        head = [ngf, c1 // 2, d // 4]
+        if stage[0] == stage[1] == stage[2]:  # GAN Compression's 6-number form
+            channels = [*head, stage[0] // 4, up0 // 2, up1]
+        else:
+            channels = [*head, *(w // 4 for w in stage), up0 // 2, up1]
+        config = "_".join(map(str, channels))
+        out.append(Inferred("legacy_sub_mobile_resnet_9blocks", {**io, "config": config, "norm": norm}, "sub_mobile_resnet",
+                            "GAN Compression (legacy)", ["dropout_rate 0 (no trace in the weights)"]))
     return out
 
 

@@ -224,7 +224,8 @@ def export_bundle(
         if check:
             trt_x = x[: max(bmin, min(parity_batch, bmax))]
             trt_out = EngineRunner(engine.path)(trt_x)
-            rows.append(compare(f"student: torch vs tensorrt ({engine.mode})", trt_out, ref[: len(trt_x)], "fp16" if fp16 else "fp32"))
+            rows.append(compare(f"student: torch vs tensorrt ({engine.mode})", trt_out, ref[: len(trt_x)], "fp16" if fp16 else "fp32",
+                                data_range=out_span))
 
     # 5. Teacher --------------------------------------------------------------------------------
     macs = count_macs(model, example=example)
@@ -243,7 +244,7 @@ def export_bundle(
             "sha256": teacher_model.slimgan_checkpoint["sha256"],
         }
         if check:
-            rows.append(compare("teacher vs student (torch)", ref, _torch_run(teacher_model, x), "info"))
+            rows.append(compare("teacher vs student (torch)", ref, _torch_run(teacher_model, x), "info", data_range=out_span))
 
     # 6. Speed ---------------------------------------------------------------------------------
     speed: dict[str, Any] = {"checked": False}

@@ -105,6 +105,14 @@ def test_sub_mobile_keys_match_reference_and_config_forms():
         create_model("sub_mobile_resnet_9blocks", config="16_16_32")
 
 
+def test_legacy_sub_mobile_blocks_follow_reference():
+    """LegacySubMobileResnetGenerator 24_24_24_32_20_16: blocks 0, 3, 6 expand 96 -> 128, the others keep 96."""
+    keys = _shapes(create_model("legacy_sub_mobile_resnet_9blocks", config="24_24_24_32_20_16"))
+    inner = [keys[f"model.{10 + i}.conv_block.1.conv.2.weight"][0] for i in range(9)]
+    assert inner == [128, 96, 96] * 3
+    assert keys["model.19.weight"] == (96, 40, 3, 3) and keys["model.22.weight"] == (40, 16, 3, 3)
+
+
 def test_mobile_resnet_batch_norm_keeps_reference_separable_conv():
     """GAN Compression's SeparableConv2d always has InstanceNorm inside and biased convs, whatever the norm."""
     keys = _shapes(create_model("mobile_resnet_9blocks", ngf=4, norm="batch"))
@@ -373,6 +381,8 @@ INFER_CASES = [
     ("n_layers", {"ndf": 4, "n_layers": 5, "norm": "instance"}),
     ("mobile_resnet_9blocks", {"ngf": 4, "norm": "batch"}),
     ("sub_mobile_resnet_9blocks", {"config": "8_4_8_4_8_12_4_8"}),
+    ("legacy_sub_mobile_resnet_9blocks", {"config": "4_4_4_8_4_4"}),
+    ("legacy_sub_mobile_resnet_9blocks", {"config": "4_4_4_8_6_2_4_4"}),
     ("unet_deepest_256", {"ngf": 1, "norm": "instance"}),
     ("mobile_resnet_deepest", {"ngf": 4}),
     ("dcgan", {"nz": 8, "ngf": 4, "image_size": 32}),
@@ -442,21 +452,25 @@ def test_export_carries_convention_and_parity_uses_calib(tmp_path):
     assert manifest["postprocessing"]["rounding"] == "truncate"
     assert manifest["source_convention"]["name"] == "pix2pix"
 
-    # The server's pipeline on a photo gives tensor2im's pixels of the PyTorch model's output.
-    from export.manifest import Manifest
-    from serve.imaging import prepare_translate, restore_translate
+    # A real server on loopback answers the photo with tensor2im's pixels of the PyTorch model's output.
+    import httpx
+    from serve_bundles import serve_in_thread
 
-    m = Manifest.load(tmp_path / "bundle")
-    photo = Image.open(calib / "p1.png")
-    x, restore = prepare_translate(photo, m.preprocessing, None, 1024)
-    import onnxruntime as ort
+    from serve.app import create_app
+    from serve.settings import ServeSettings
 
-    sess = ort.InferenceSession(str(tmp_path / "bundle" / "model.onnx"), providers=["CPUExecutionProvider"])
-    served = np.asarray(restore_translate(sess.run(None, {sess.get_inputs()[0].name: x})[0][0], m.postprocessing, restore))
+    photo = calib / "p1.png"
+    with serve_in_thread(create_app(ServeSettings(bundles=[f"hz={tmp_path / 'bundle'}"]))) as base:
+        resp = httpx.post(f"{base}/v2/models/hz/translate", files={"image": ("p1.png", photo.read_bytes(), "image/png")}, timeout=60)
+    assert resp.status_code == 200, resp.text
+    import io
+
+    served = np.asarray(Image.open(io.BytesIO(resp.content)).convert("RGB"))
     with torch.no_grad():
-        t = torch.from_numpy(np.asarray(photo, dtype=np.float32).transpose(2, 0, 1)[None] / 255.0)
+        t = torch.from_numpy(np.asarray(Image.open(photo), dtype=np.float32).transpose(2, 0, 1)[None] / 255.0)
         y = load_checkpoint(tmp_path / "ckpt")((t - 0.5) / 0.5)[0].numpy()  # ToTensor + Normalize(0.5, 0.5)
-    ref = np.clip((np.transpose(y, (1, 2, 0)) + 1) / 2.0 * 255.0, 0, 255).astype(np.uint8)
+    ref = np.clip((np.transpose(y, (1, 2, 0)) + 1) / 2.0 * 255.0, 0, 255).astype(np.uint8)  # tensor2im
+    assert served.shape == ref.shape
     assert np.abs(served.astype(int) - ref.astype(int)).max() <= 1
 
 

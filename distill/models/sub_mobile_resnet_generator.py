@@ -9,7 +9,8 @@ The per-stage widths come from GAN Compression's configuration string (``--confi
 - upsamplers ``d -> 2*c[6]`` and ``2*c[6] -> c[7]``; 7x7 head ``c[7] -> output_nc``; tanh.
 
 A 6-number configuration (GAN Compression's older format) uses ``c[3]`` for all nine blocks and
-``c[4]``, ``c[5]`` for the upsamplers. The forward clamps its input to [-1, 1] first, as the reference
+``c[4]``, ``c[5]`` for the upsamplers. ``legacy_sub_mobile_resnet_9blocks`` is the older searched layout
+(GAN Compression's "legacy" horse->zebra student, ``24_24_24_32_20_16``). The forward clamps its input to [-1, 1] first, as the reference
 does. Only InstanceNorm (the reference's default and what its students are trained with) or no norm:
 the reference sizes some of its norm layers by the *input* configuration, which only a parameter-free
 norm tolerates.
@@ -51,11 +52,17 @@ def config_string(channels: Sequence[int]) -> str:
     return "_".join(str(int(c)) for c in channels)
 
 
-def block_widths(channels: Sequence[int], n_blocks: int = 9) -> list[int]:
-    """The configuration entry each residual block's inner width comes from (before the x4)."""
-    if len(channels) == 6:
-        return [channels[3]] * n_blocks
-    return [channels[3 + i // 3] for i in range(n_blocks)]
+def block_widths(channels: Sequence[int], n_blocks: int = 9, legacy: bool = False) -> list[int]:
+    """The configuration entry each residual block's inner width comes from (before the x4).
+
+    ``legacy`` (GAN Compression's ``LegacySubMobileResnetGenerator``): only the first block of each
+    group of three takes the searched width; the other two keep the trunk width ``c[2]``.
+    """
+    widths = []
+    for i in range(n_blocks):
+        searched = channels[3] if len(channels) == 6 else channels[3 + i // 3]
+        widths.append(channels[2] if legacy and i % 3 else searched)
+    return widths
 
 
 def up_widths(channels: Sequence[int]) -> tuple[int, int]:
@@ -94,6 +101,7 @@ class SubMobileResnetGenerator(nn.Module):
         norm: str = "instance",
         dropout_rate: float = 0.0,
         n_blocks: int = 9,
+        legacy: bool = False,
     ):
         super().__init__()
         if norm not in ("instance", "none"):
@@ -116,7 +124,7 @@ class SubMobileResnetGenerator(nn.Module):
                 nn.ReLU(True),
             ]
         ic = c[2]
-        layers += [SubMobileResnetBlock(ic * 4, oc * 4, norm, dropout_rate) for oc in block_widths(c, n_blocks)]
+        layers += [SubMobileResnetBlock(ic * 4, oc * 4, norm, dropout_rate) for oc in block_widths(c, n_blocks, legacy)]
         for i, oc in enumerate(up_widths(c)):
             mult = 2 ** (2 - i)
             layers += [
@@ -150,3 +158,23 @@ def sub_mobile_resnet_9blocks(
     dropout_rate: float = 0.0,
 ) -> SubMobileResnetGenerator:
     return SubMobileResnetGenerator(input_nc, output_nc, config, norm, dropout_rate, n_blocks=9)
+
+
+@register_model(
+    "legacy_sub_mobile_resnet_9blocks",
+    family="sub_mobile_resnet",
+    role="generator",
+    task="translate",
+    input_kind="image",
+    size_multiple=4,
+    width_arg="config",
+    reference="gan-compression models/modules/resnet_architecture/legacy_sub_mobile_resnet_generator.py",
+)
+def legacy_sub_mobile_resnet_9blocks(
+    input_nc: int = 3,
+    output_nc: int = 3,
+    config: str | list[int] = "24_24_24_32_20_16",
+    norm: str = "instance",
+    dropout_rate: float = 0.0,
+) -> SubMobileResnetGenerator:
+    return SubMobileResnetGenerator(input_nc, output_nc, config, norm, dropout_rate, n_blocks=9, legacy=True)
