@@ -442,7 +442,7 @@ def test_export_carries_convention_and_parity_uses_calib(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(3):
         Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(calib / f"p{i}.png")
-    result = export_bundle(tmp_path / "ckpt", tmp_path / "bundle", res=32, fp16=True, calib=calib, speed_rounds=1, speed_block_s=0.05,
+    result = export_bundle(tmp_path / "ckpt", tmp_path / "bundle", res=32, calib=calib, speed_rounds=1, speed_block_s=0.05,
                            optimize=False)
     assert result.ok
     parity = json.loads((tmp_path / "bundle" / "parity.json").read_text())
@@ -460,7 +460,7 @@ def test_export_carries_convention_and_parity_uses_calib(tmp_path):
     from serve.settings import ServeSettings
 
     photo = calib / "p1.png"
-    with serve_in_thread(create_app(ServeSettings(bundles=[f"hz={tmp_path / 'bundle'}"]))) as base:
+    with serve_in_thread(create_app(ServeSettings(bundles=[f"hz={tmp_path / 'bundle'}"], max_batch=1))) as base:
         resp = httpx.post(f"{base}/v2/models/hz/translate", files={"image": ("p1.png", photo.read_bytes(), "image/png")}, timeout=60)
     assert resp.status_code == 200, resp.text
     import io

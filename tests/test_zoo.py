@@ -25,12 +25,12 @@ TINY = {
     "dcgan_discriminator": ({"ndf": 4, "image_size": 32}, (2, 3, 32, 32)),
     "sngan": ({"nz": 8, "ngf": 8, "image_size": 16, "spectral_norm": True}, (2, 8)),
     "sngan_discriminator": ({"ndf": 8, "image_size": 16}, (2, 3, 16, 16)),
-    "sub_mobile_resnet_9blocks": ({"config": "4_4_8_4_8_8_4_4"}, (2, 3, 32, 32)),
-    "legacy_sub_mobile_resnet_9blocks": ({"config": "4_4_4_8_4_4"}, (2, 3, 32, 32)),
-    "inception_9blocks": ({"ngf": 4, "channels_reduction_factor": 2, "kernel_sizes": [1, 3], "norm_affine": True}, (2, 3, 32, 32)),
+    "sub_mobile_resnet_9blocks": ({"config": "4_4_8_4_8_8_4_4"}, (2, 3, 16, 16)),
+    "legacy_sub_mobile_resnet_9blocks": ({"config": "4_4_4_8_4_4"}, (2, 3, 16, 16)),
+    "inception_9blocks": ({"ngf": 4, "channels_reduction_factor": 2, "kernel_sizes": [1, 3], "norm_affine": True}, (2, 3, 16, 16)),
     "unet_deepest_256": ({"ngf": 1}, (1, 3, 256, 256)),
-    "mobile_resnet_deepest": ({"ngf": 4}, (2, 3, 32, 32)),
-    "transformer_net": ({"ngf": 4}, (2, 3, 32, 32)),
+    "mobile_resnet_deepest": ({"ngf": 4}, (2, 3, 16, 16)),
+    "transformer_net": ({"ngf": 4}, (2, 3, 16, 16)),
 }
 
 
