@@ -7,7 +7,8 @@
   mobile ResNet with an expansion residual block and a 3x3 conv after each down/upsampler and two
   expansion blocks between the two halves of the nine separable blocks.
 
-The expansion block is OMGD's ``ResnetBlock`` / ``ExpansionResnetBlock``: reflection pad 1, 1x1 conv to
+Both default to ngf 16, the width OMGD trains them at (``--teacher_ngf_d 16``; at ngf 64 the deepest
+U-Net would have 706 M parameters). The expansion block is OMGD's ``ResnetBlock`` / ``ExpansionResnetBlock``: reflection pad 1, 1x1 conv to
 4x, norm, ReLU, 3x3 conv (no padding), norm, ReLU, 1x1 conv back, norm, ReLU, dropout, pad, 3x3 conv,
 norm, added to the input. OMGD's students are slimgan's ``unet_256`` and ``mobile_resnet_9blocks``
 (same keys, same eval-mode forward); its ResNet teacher loads as ``resnet_9blocks`` with
@@ -132,7 +133,7 @@ class MobileResnetDeepestGenerator(nn.Module):
     "unet_deepest_256", family="unet_deepest", role="generator", task="translate", input_kind="image", size_multiple=256,
     reference="OMGD models/modules/unet_architecture/unet_deepest_generator.py UnetDeepestGenerator",
 )
-def unet_deepest_256(input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "batch", dropout_rate: float = 0.0) -> UnetDeepestGenerator:
+def unet_deepest_256(input_nc: int = 3, output_nc: int = 3, ngf: int = 16, norm: str = "batch", dropout_rate: float = 0.0) -> UnetDeepestGenerator:
     return UnetDeepestGenerator(input_nc, output_nc, 8, ngf, norm, dropout_rate)
 
 
@@ -140,6 +141,6 @@ def unet_deepest_256(input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm:
     "mobile_resnet_deepest", family="mobile_resnet_deepest", role="generator", task="translate", input_kind="image", size_multiple=4,
     reference="OMGD models/modules/resnet_architecture/mobile_resnet_deepest_generator.py MobileResnetDeepestGenerator",
 )
-def mobile_resnet_deepest(input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "instance",
+def mobile_resnet_deepest(input_nc: int = 3, output_nc: int = 3, ngf: int = 16, norm: str = "instance",
                           dropout_rate: float = 0.0) -> MobileResnetDeepestGenerator:
     return MobileResnetDeepestGenerator(input_nc, output_nc, ngf, norm, dropout_rate, n_blocks=9)
