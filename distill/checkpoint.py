@@ -1,4 +1,4 @@
-"""The checkpoint format, and import of pytorch-CycleGAN-and-pix2pix ``.pth`` files.
+"""The checkpoint format, and import of reference ``.pth`` files (pix2pix/CycleGAN and the GAN-compression ecosystem).
 
 A checkpoint is a directory::
 
@@ -321,14 +321,43 @@ def read_training_state(path: str | Path, device: str | torch.device = "cpu") ->
     return dict(state)
 
 
-def import_reference(path: str | Path, arch: str, out: str | Path, **kwargs: Any) -> Path:
-    """Convert a pytorch-CycleGAN-and-pix2pix ``latest_net_G.pth`` (or ``_D``) into a slimgan checkpoint."""
+def import_reference(path: str | Path, arch: str | None, out: str | Path, **kwargs: Any) -> Path:
+    """Convert a reference ``.pth`` (pix2pix/CycleGAN, GAN Compression, CAT, OMGD, pytorch/examples) into a checkpoint.
+
+    ``arch=None``: the architecture and every width are inferred from the keys and shapes
+    (:mod:`distill.infer_arch`); two fitting families are an error naming both. With ``arch`` given,
+    unspecified widths are still read off the file and the result must fit it key for key: the error
+    names the first key that disagrees. ``config.json`` provenance records what was inferred and the
+    source repository's pixel convention (:mod:`distill.conventions`).
+    """
+    from distill.conventions import convention_for_family
+    from distill.infer_arch import first_disagreement, infer_architecture, infer_candidates
+
+    state = read_reference_state_dict(path)
+    if arch is None:
+        inferred = infer_architecture(state, source=str(path))
+        arch, resolved, how = inferred.arch, {**inferred.kwargs, **kwargs}, "inferred from keys and shapes"
+    else:
+        matches = [c for c in infer_candidates(state) if c.arch == arch]
+        inferred = matches[0] if matches else None
+        resolved = {**(inferred.kwargs if inferred else {}), **kwargs}
+        how = "given (--arch) and checked against the keys and shapes"
     info = model_info(arch)
-    model = create_model(arch, **kwargs)
-    state = patch_instance_norm_state_dict(model, read_reference_state_dict(path))
+    model = create_model(arch, **resolved)
+    state = patch_instance_norm_state_dict(model, state)
+    problem = first_disagreement(model.state_dict(), state)
+    if problem:
+        args = ", ".join(f"{k}={v}" for k, v in model.slimgan_config["kwargs"].items() if k != "config" or isinstance(v, str))
+        raise CheckpointError(f"{path} is not {arch}({args}): {problem}; check --arch and the widths")
     load_state_dict_checked(model, state, source=str(path))
-    return save_checkpoint(
-        model,
-        out,
-        provenance={"imported_from": str(Path(path).resolve()), "source_sha256": file_sha256(path), "reference": info.reference},
-    )
+    provenance: dict[str, Any] = {
+        "imported_from": str(Path(path).resolve()),
+        "source_sha256": file_sha256(path),
+        "reference": info.reference,
+        "architecture": how,
+        "convention": convention_for_family(info.family, info.value_range),
+    }
+    if inferred is not None:
+        provenance["inferred"] = inferred.to_dict()
+        provenance["inferred_summary"] = inferred.summary()
+    return save_checkpoint(model, out, provenance=provenance)

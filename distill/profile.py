@@ -46,7 +46,7 @@ def count_params(model: nn.Module) -> int:
 
 
 def example_input(model: nn.Module, res: int = 256, batch: int = 1) -> torch.Tensor:
-    """An input of the model's real distribution: an image in [-1, 1] or a latent from N(0, 1)."""
+    """An input of the model's real distribution: an image in its value range ([-1, 1] mostly) or a latent from N(0, 1)."""
     from distill.registry import model_info
 
     cfg = getattr(model, "slimgan_config", None)
@@ -60,7 +60,8 @@ def example_input(model: nn.Module, res: int = 256, batch: int = 1) -> torch.Ten
     channels = kwargs.get("input_nc", kwargs.get("nc", 3))
     if "image_size" in kwargs:
         res = kwargs["image_size"]
-    return torch.rand(batch, channels, res, res, generator=gen) * 2 - 1
+    lo, hi = info.value_range
+    return torch.rand(batch, channels, res, res, generator=gen) * (hi - lo) + lo
 
 
 @torch.no_grad()

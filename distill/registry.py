@@ -62,8 +62,13 @@ def register_model(
     size_multiple: int = 1,
     width_arg: str = "ngf",
     reference: str = "",
+    value_range: tuple[float, float] = (-1.0, 1.0),
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register ``fn(**kwargs) -> nn.Module`` under ``name`` with its metadata."""
+    """Register ``fn(**kwargs) -> nn.Module`` under ``name`` with its metadata.
+
+    ``value_range``: what the model's image input holds (and a translate model's output), e.g.
+    ``(0, 255)`` for fast-neural-style; export and serving scale pixels to it.
+    """
 
     def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
@@ -82,6 +87,7 @@ def register_model(
             size_multiple=size_multiple,
             width_arg=width_arg,
             reference=reference,
+            value_range=(float(value_range[0]), float(value_range[1])),
             defaults=defaults,
         )
         _REGISTRY[name] = _Entry(fn=fn, info=info)
@@ -90,8 +96,34 @@ def register_model(
     return decorator
 
 
+PLUGIN_GROUP = "slimgan.models"
+_plugins_loaded = False
+
+
 def _ensure_zoo_loaded() -> None:
     import distill.models  # noqa: F401  (registers the built-in architectures)
+
+    _load_plugins()
+
+
+def _load_plugins() -> None:
+    """Import every ``slimgan.models`` entry point once: each names a module (or an object in one)
+    whose ``@register_model`` constructors register on import."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken plugin must say which one, not break with a traceback
+            _plugins_loaded = False
+            raise ConfigError(
+                f"model plugin {ep.name!r} ({ep.value}) from the {PLUGIN_GROUP!r} entry points failed to load: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
 
 def list_models(role: str | None = None) -> list[str]:
@@ -126,6 +158,8 @@ def resolve_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"width must be > 0, got {width}")
         if info.width_arg in kwargs:
             raise ConfigError(f"give either width or {info.width_arg} for {name}, not both")
+        if not isinstance(info.defaults.get(info.width_arg), (int, float)):
+            raise ConfigError(f"{name} takes no width multiplier; give {info.width_arg} instead")
         resolved[info.width_arg] = max(1, int(round(info.defaults[info.width_arg] * width)))
     return resolved
 

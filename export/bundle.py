@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from distill.errors import ConfigError
+from export.convention import input_range, model_convention, output_range, parity_inputs, processing_kwargs
 from export.manifest import Manifest, Postprocessing, Preprocessing, TensorSpec
 from export.onnx_export import DEFAULT_OPSET, export_onnx
 from export.parity import compare, failed_rows
@@ -94,12 +95,13 @@ def _input_spec(model: torch.nn.Module, height: int | None, width: int | None) -
     return info, kwargs, (int(kwargs.get("input_nc", 3)), h, w)
 
 
-def make_inputs(input_kind: str, shape: tuple[int, ...], batch: int, seed: int = 0) -> np.ndarray:
-    """Inputs of the generator's real distribution: images uniform in [-1, 1], latents N(0, 1)."""
+def make_inputs(input_kind: str, shape: tuple[int, ...], batch: int, seed: int = 0,
+                value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+    """Inputs of the generator's real distribution: images uniform in ``value_range``, latents N(0, 1)."""
     rng = np.random.default_rng(seed)
     if input_kind == "latent":
         return rng.standard_normal((batch, *shape)).astype(np.float32)
-    return rng.uniform(-1.0, 1.0, (batch, *shape)).astype(np.float32)
+    return rng.uniform(value_range[0], value_range[1], (batch, *shape)).astype(np.float32)
 
 
 @torch.no_grad()
@@ -157,6 +159,9 @@ def export_bundle(
 
     model = load_checkpoint(checkpoint).eval()
     info, kwargs, sample_shape = _input_spec(model, height, width)
+    convention = model_convention(model, info)
+    in_range = input_range(convention, info)
+    out_span = output_range(convention)[1] - output_range(convention)[0]
     if int8 and calib is None and info.input_kind == "image":
         raise ConfigError("--int8 needs --calib DIR, a folder of images to calibrate on")
     out = Path(out)
@@ -166,7 +171,7 @@ def export_bundle(
 
     # 1. fp32 ONNX -----------------------------------------------------------------------------
     parity_batch = min(2, bmax)
-    x = make_inputs(info.input_kind, sample_shape, parity_batch, seed=0)
+    x, inputs_doc = parity_inputs(info.input_kind, sample_shape, parity_batch, calib, in_range, make_inputs)
     example = torch.from_numpy(x[:1].copy())
     onnx_path = out / FILES["fp32"]
     exported = export_onnx(model, onnx_path, example, input_kind=info.input_kind, opset=opset, dynamic_batch=True, dynamic_spatial=True,
@@ -176,7 +181,7 @@ def export_bundle(
     ref = _torch_run(model, x)
     rows: list[dict[str, Any]] = []
     if check:
-        rows.append(compare("student: torch vs onnx fp32", _ort_run(onnx_path, x, threads), ref, "fp32"))
+        rows.append(compare("student: torch vs onnx fp32", _ort_run(onnx_path, x, threads), ref, "fp32", data_range=out_span))
 
     # 2. fp16 ----------------------------------------------------------------------------------
     if fp16:
@@ -185,20 +190,20 @@ def export_bundle(
         convert_file(onnx_path, out / FILES["fp16"])
         files["fp16"] = FILES["fp16"]
         if check:
-            rows.append(compare("student: torch vs onnx fp16", _ort_run(out / FILES["fp16"], x, threads), ref, "fp16"))
+            rows.append(compare("student: torch vs onnx fp16", _ort_run(out / FILES["fp16"], x, threads), ref, "fp16", data_range=out_span))
 
     # 3. int8 ----------------------------------------------------------------------------------
     if int8:
         from export.int8 import load_calibration_images, quantize_int8
 
         if info.input_kind == "image":
-            samples = load_calibration_images(calib, sample_shape[0], sample_shape[1], sample_shape[2])
+            samples = load_calibration_images(calib, sample_shape[0], sample_shape[1], sample_shape[2], value_range=in_range)
         else:
             samples = make_inputs("latent", sample_shape, 32, seed=1)
         quantize_int8(onnx_path, out / FILES["int8"], samples, exported.input_name)
         files["int8"] = FILES["int8"]
         if check:
-            rows.append(compare("student: torch vs onnx int8", _ort_run(out / FILES["int8"], x, threads), ref, "int8"))
+            rows.append(compare("student: torch vs onnx int8", _ort_run(out / FILES["int8"], x, threads), ref, "int8", data_range=out_span))
 
     # 4. TensorRT ------------------------------------------------------------------------------
     engine = None
@@ -219,7 +224,8 @@ def export_bundle(
         if check:
             trt_x = x[: max(bmin, min(parity_batch, bmax))]
             trt_out = EngineRunner(engine.path)(trt_x)
-            rows.append(compare(f"student: torch vs tensorrt ({engine.mode})", trt_out, ref[: len(trt_x)], "fp16" if fp16 else "fp32"))
+            rows.append(compare(f"student: torch vs tensorrt ({engine.mode})", trt_out, ref[: len(trt_x)], "fp16" if fp16 else "fp32",
+                                data_range=out_span))
 
     # 5. Teacher --------------------------------------------------------------------------------
     macs = count_macs(model, example=example)
@@ -238,7 +244,7 @@ def export_bundle(
             "sha256": teacher_model.slimgan_checkpoint["sha256"],
         }
         if check:
-            rows.append(compare("teacher vs student (torch)", ref, _torch_run(teacher_model, x), "info"))
+            rows.append(compare("teacher vs student (torch)", ref, _torch_run(teacher_model, x), "info", data_range=out_span))
 
     # 6. Speed ---------------------------------------------------------------------------------
     speed: dict[str, Any] = {"checked": False}
@@ -249,18 +255,13 @@ def export_bundle(
         )
 
     # 7. Manifest and reports ------------------------------------------------------------------
-    manifest = _manifest(model, info, kwargs, exported, files, opset, macs, params, bmax, sample_shape)
+    manifest = _manifest(model, info, kwargs, exported, files, opset, macs, params, bmax, sample_shape, convention)
     manifest.save(out)
     parity_doc = {
         "rows": rows,
         "passed": not failed_rows(rows),
         "checked": check,
-        "inputs": {
-            "batch": parity_batch,
-            "shape": list(x.shape),
-            "distribution": "normal(0, 1)" if info.input_kind == "latent" else "uniform[-1, 1]",
-            "seed": 0,
-        },
+        "inputs": inputs_doc,
         "notes": notes,
     }
     (out / PARITY_NAME).write_text(json.dumps(parity_doc, indent=2) + "\n")
@@ -273,8 +274,11 @@ def export_bundle(
     return ExportResult(bundle=out, manifest=manifest, parity=rows, speed=speed, notes=notes)
 
 
-def _manifest(model, info, kwargs, exported, files, opset, macs, params, bmax, sample_shape) -> Manifest:
+def _manifest(model, info, kwargs, exported, files, opset, macs, params, bmax, sample_shape, convention=None) -> Manifest:
     from distill import __version__
+
+    convention = convention or model_convention(model, info)
+    pre_kw, post_kw = processing_kwargs(convention, info)
 
     ckpt = model.slimgan_checkpoint
     latent = info.input_kind == "latent"
@@ -292,17 +296,18 @@ def _manifest(model, info, kwargs, exported, files, opset, macs, params, bmax, s
             name=exported.input_name,
             shape=exported.input_shape,
             dtype="float32",
-            value_range=None if latent else [float(v) for v in info.value_range],
+            value_range=None if latent else list(input_range(convention, info)),
             distribution="normal" if latent else "uniform",
         ),
-        output=TensorSpec(name=exported.output_name, shape=exported.output_shape, dtype="float32", value_range=[-1.0, 1.0]),
+        output=TensorSpec(name=exported.output_name, shape=exported.output_shape, dtype="float32", value_range=list(output_range(convention))),
         preprocessing=Preprocessing(
             color=in_color,
             size_multiple=int(info.size_multiple),
             fixed_size=fixed,
             latent_size=int(sample_shape[0]) if latent else None,
+            **({} if latent else pre_kw),
         ),
-        postprocessing=Postprocessing(color=color),
+        postprocessing=Postprocessing(color=color, **post_kw),
         opset=int(opset),
         files=dict(files),
         source_checkpoint=str(ckpt["path"]),
@@ -314,6 +319,7 @@ def _manifest(model, info, kwargs, exported, files, opset, macs, params, bmax, s
         dynamic_spatial=exported.dynamic_spatial,
         max_batch=int(bmax),
         arch_kwargs=dict(kwargs),
+        source_convention=dict(convention),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         slimgan_version=str(__version__),
     )

@@ -22,19 +22,27 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 MAX_CALIB_IMAGES = 32
 
 
-def load_calibration_images(folder: str | Path, channels: int, height: int, width: int, limit: int = MAX_CALIB_IMAGES) -> np.ndarray:
-    """Up to ``limit`` images under ``folder`` as a float32 array (N, C, H, W) in [-1, 1].
-
-    Paired pix2pix images (A|B side by side, width = 2 x height) contribute their left half, the input.
-    """
-    from PIL import Image, UnidentifiedImageError
-
+def calibration_files(folder: str | Path, limit: int = MAX_CALIB_IMAGES) -> list[Path]:
+    """The first ``limit`` images under ``folder`` (sorted, recursive); DatasetError when there are none."""
     root = Path(folder)
     if not root.is_dir():
         raise DatasetError(f"--calib folder {root} does not exist")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     if not files:
         raise DatasetError(f"--calib folder {root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def load_calibration_images(folder: str | Path, channels: int, height: int, width: int, limit: int = MAX_CALIB_IMAGES,
+                            value_range: tuple[float, float] | list[float] = (-1.0, 1.0)) -> np.ndarray:
+    """Up to ``limit`` images under ``folder`` as a float32 array (N, C, H, W) in ``value_range``.
+
+    Paired pix2pix images (A|B side by side, width = 2 x height) contribute their left half, the input.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    files = calibration_files(folder, limit)
+    lo, hi = float(value_range[0]), float(value_range[1])
     arrays = []
     for path in files:
         try:
@@ -48,7 +56,7 @@ def load_calibration_images(folder: str | Path, channels: int, height: int, widt
             raise DatasetError(f"cannot read calibration image {path}: {exc}") from exc
         if arr.ndim == 2:
             arr = arr[:, :, None]
-        arrays.append(arr.transpose(2, 0, 1) / 127.5 - 1.0)
+        arrays.append(arr.transpose(2, 0, 1) * ((hi - lo) / 255.0) + lo)
     return np.stack(arrays).astype(np.float32)
 
 

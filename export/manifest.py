@@ -55,12 +55,17 @@ class Preprocessing:
 
 @dataclass(frozen=True)
 class Postprocessing:
-    """How a server turns the output tensor into an 8-bit image: uint8 = clip((y - offset) / scale)."""
+    """How a server turns the output tensor into an 8-bit image: uint8 = clip((y - offset) / scale).
+
+    ``rounding``: ``round`` to nearest, or ``truncate`` (floor) as pix2pix's ``tensor2im`` and
+    fast-neural-style's ``save_image`` do, so served pixels match the source repository's own output.
+    """
 
     color: str = "RGB"
     scale: float = 1 / 127.5
     offset: float = -1.0
     clip: list[float] = field(default_factory=lambda: [-1.0, 1.0])
+    rounding: str = "round"
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class Manifest:
     max_batch: int | None = None
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     macs_input_shape: list[int] | None = None  # the (batch 1) input shape ``macs`` was counted at
+    source_convention: dict[str, Any] = field(default_factory=dict)  # distill.conventions: the source repo's pixels
     created: str = ""
     slimgan_version: str = ""
     format: str = BUNDLE_FORMAT

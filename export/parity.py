@@ -26,18 +26,18 @@ FP32_MAX_ABS = 1e-4
 FP16_MIN_PSNR = 40.0
 
 
-def _psnr_ssim(a: np.ndarray, b: np.ndarray) -> tuple[float | None, float | None]:
+def _psnr_ssim(a: np.ndarray, b: np.ndarray, data_range: float = 2.0) -> tuple[float | None, float | None]:
     from distill.metrics import psnr, ssim
 
     if a.ndim != 4 or not np.all(np.isfinite(a)):
         return None, None
-    p = float(psnr(a, b, data_range=2.0))
-    s = float(ssim(a, b, data_range=2.0)) if min(a.shape[-2:]) >= 3 else None
+    p = float(psnr(a, b, data_range=data_range))
+    s = float(ssim(a, b, data_range=data_range)) if min(a.shape[-2:]) >= 3 else None
     return (p if math.isfinite(p) else 999.0), s
 
 
-def compare(name: str, out: np.ndarray, ref: np.ndarray, gate: str, rtol: float = FP32_RTOL) -> dict[str, Any]:
-    """One parity row. ``gate`` is ``fp32``, ``fp16``, ``int8`` or ``info``."""
+def compare(name: str, out: np.ndarray, ref: np.ndarray, gate: str, rtol: float = FP32_RTOL, data_range: float = 2.0) -> dict[str, Any]:
+    """One parity row. ``gate`` is ``fp32``, ``fp16``, ``int8`` or ``info``; ``data_range`` is the output's span for PSNR/SSIM."""
     out = np.asarray(out, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
     if out.shape != ref.shape:
@@ -54,7 +54,7 @@ def compare(name: str, out: np.ndarray, ref: np.ndarray, gate: str, rtol: float 
     d = diff[finite] if finite.any() else np.zeros(1)
     rel = d / np.maximum(np.abs(ref[finite]), 1e-6) if finite.any() else np.zeros(1)
     min_atol = float(np.max(np.maximum(diff - rtol * np.abs(ref), 0.0))) if finite.all() else float("inf")
-    p, s = _psnr_ssim(out, ref)
+    p, s = _psnr_ssim(out, ref, data_range)
     row: dict[str, Any] = {
         "name": name,
         "gate": gate,

@@ -249,12 +249,17 @@ def prepare_translate(
 
 
 def to_uint8(output: np.ndarray, post: Postprocessing) -> np.ndarray:
-    """Model output ``(C, H, W)`` -> ``(H, W, C)`` uint8 via ``clip((y - offset) / scale)``."""
+    """Model output ``(C, H, W)`` -> ``(H, W, C)`` uint8 via ``clip((y - offset) / scale)``, rounded or truncated."""
     lo, hi = (post.clip or [-math.inf, math.inf])[:2]
     y = np.clip(output.astype(np.float32, copy=False), lo, hi)  # the one float copy; the rest in place
+    # Multiplying by 1/scale (127.5 exactly for [-1, 1]) rounds once, like the reference's (y + 1) / 2 * 255,
+    # so truncation lands on the same grey level.
     y -= np.float32(post.offset)
-    y /= np.float32(post.scale)
-    np.rint(y, out=y)
+    y *= np.float32(1.0 / post.scale)
+    if getattr(post, "rounding", "round") == "truncate":
+        np.floor(y, out=y)
+    else:
+        np.rint(y, out=y)
     np.clip(y, 0, 255, out=y)
     return y.astype(np.uint8).transpose(1, 2, 0)
 

@@ -26,6 +26,12 @@ TINY = {
     "n_layers": {"ndf": 4},
     "dcgan_discriminator": {"ndf": 4, "image_size": 16},
     "sngan_discriminator": {"ndf": 8, "image_size": 16},
+    "sub_mobile_resnet_9blocks": {"config": "4_4_8_4_8_8_4_4"},
+    "legacy_sub_mobile_resnet_9blocks": {"config": "4_4_4_8_4_4"},
+    "inception_9blocks": {"ngf": 4, "channels_reduction_factor": 2, "kernel_sizes": [1, 3]},
+    "unet_deepest_256": {"ngf": 1},
+    "mobile_resnet_deepest": {"ngf": 4},
+    "transformer_net": {"ngf": 4},
 }
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-IMPORTABLE = ("resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128", "basic", "n_layers")
-
 
 def _add_arch_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ngf", type=int, help="generator width (reference default 64)")
@@ -18,13 +16,16 @@ def _add_arch_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-layers", type=int, dest="n_layers", help="n_layers discriminator depth")
     parser.add_argument("--nz", type=int, help="latent size (unconditional generators)")
     parser.add_argument("--image-size", type=int, dest="image_size", help="output size (unconditional generators)")
+    parser.add_argument("--config", help="GAN Compression configuration string (sub_mobile_resnet_9blocks), e.g. 16_16_32_16_32_32_16_16")
 
 
 def _arch_kwargs(args: argparse.Namespace) -> dict:
     from distill.registry import model_info
 
-    names = ("ngf", "ndf", "width", "norm", "input_nc", "output_nc", "n_layers", "nz", "image_size")
+    names = ("ngf", "ndf", "width", "norm", "input_nc", "output_nc", "n_layers", "nz", "image_size", "config")
     given = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    if args.arch is None:
+        return given
     accepted = set(model_info(args.arch).defaults) | {"width"}
     # A generator ignores --ndf and a discriminator --ngf / --output-nc, as the reference's options do.
     return {k: v for k, v in given.items() if k in accepted}
@@ -33,11 +34,13 @@ def _arch_kwargs(args: argparse.Namespace) -> dict:
 def register(subparsers: argparse._SubParsersAction) -> None:
     imp = subparsers.add_parser(
         "import",
-        help="convert a pytorch-CycleGAN-and-pix2pix .pth into a slimgan checkpoint directory",
-        description="Reads the .pth with torch.load(weights_only=True): no arbitrary objects are unpickled.",
+        help="convert a reference .pth (pix2pix/CycleGAN, GAN Compression, CAT, OMGD, pytorch/examples) into a checkpoint",
+        description="Reads the .pth with torch.load(weights_only=True): no arbitrary objects are unpickled. Without "
+        "--arch the architecture and its widths are inferred from the key names and shapes; with --arch they are "
+        "checked against them.",
     )
     imp.add_argument("reference", metavar="REF.pth")
-    imp.add_argument("--arch", required=True, choices=IMPORTABLE)
+    imp.add_argument("--arch", help="registered architecture (default: inferred from the weights)")
     _add_arch_args(imp)
     imp.add_argument("--out", required=True, help="checkpoint directory to write")
     imp.set_defaults(func=run_import)
@@ -52,10 +55,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from distill.checkpoint import import_reference
+    from distill.checkpoint import import_reference, read_checkpoint_config
 
     out = import_reference(args.reference, args.arch, args.out, **_arch_kwargs(args))
-    print(f"imported {args.reference} as {args.arch} -> {out}")
+    config = read_checkpoint_config(out)
+    summary = config["provenance"].get("inferred_summary") or config["arch"]
+    verb = "inferred" if args.arch is None else "checked"
+    print(f"{verb}: {summary}")
+    print(f"imported {args.reference} as {config['arch']} -> {out}")
     return 0
 
 

@@ -10,21 +10,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from distill.models.norm import get_norm_layer, uses_bias
+from distill.models.norm import get_norm_layer
 from distill.models.resnet_generator import build_resnet_trunk
 from distill.registry import register_model
 
 
 class SeparableConv2d(nn.Module):
-    """Depthwise k x k conv -> norm -> pointwise 1x1 conv (keys ``conv.0``, ``conv.1``, ``conv.2``)."""
+    """Depthwise k x k conv -> InstanceNorm -> pointwise 1x1 conv (keys ``conv.0``, ``conv.2``).
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, norm: str, bias: bool):
+    As GAN Compression's ``SeparableConv2d`` is called by its generators: with its defaults, so the
+    inner norm is always a parameter-free ``InstanceNorm2d`` and both convolutions always have a bias,
+    whatever norm the generator around it uses.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
         super().__init__()
-        norm_layer = get_norm_layer(norm)
         self.conv = nn.Sequential(
-            nn.Conv2d(in_channels, in_channels, kernel_size, groups=in_channels, bias=bias),
-            norm_layer(in_channels),
-            nn.Conv2d(in_channels, out_channels, 1, bias=bias),
+            nn.Conv2d(in_channels, in_channels, kernel_size, groups=in_channels, bias=True),
+            nn.InstanceNorm2d(in_channels),
+            nn.Conv2d(in_channels, out_channels, 1, bias=True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -37,15 +41,14 @@ class MobileResnetBlock(nn.Module):
     def __init__(self, dim: int, norm: str, dropout_rate: float):
         super().__init__()
         norm_layer = get_norm_layer(norm)
-        bias = uses_bias(norm)
         self.conv_block = nn.Sequential(
             nn.ReflectionPad2d(1),
-            SeparableConv2d(dim, dim, 3, norm, bias),
+            SeparableConv2d(dim, dim, 3),
             norm_layer(dim),
             nn.ReLU(True),
             nn.Dropout(dropout_rate),
             nn.ReflectionPad2d(1),
-            SeparableConv2d(dim, dim, 3, norm, bias),
+            SeparableConv2d(dim, dim, 3),
             norm_layer(dim),
         )
 

@@ -24,5 +24,9 @@ def get_norm_layer(norm: str) -> Callable[[int], nn.Module]:
 
 
 def uses_bias(norm: str) -> bool:
-    """The reference gives convolutions a bias only when followed by InstanceNorm (no affine) or nothing."""
-    return norm in ("instance", "none")
+    """The reference gives convolutions a bias only when followed by InstanceNorm (no affine).
+
+    With ``norm=none`` its ``get_norm_layer`` returns a plain function, not a ``functools.partial`` of
+    ``InstanceNorm2d``, so ``use_bias`` comes out False there too.
+    """
+    return norm == "instance"
