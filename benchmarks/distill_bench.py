@@ -69,7 +69,7 @@ class BenchSetup:
 
     @property
     def teacher_checkpoint(self) -> Path:
-        return self.teacher_dir / "student"
+        return self.teacher_dir / "teacher"
 
     @property
     def teacher_discriminator(self) -> Path:

@@ -31,6 +31,9 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "slimgan-checkpoint"
 FORMAT_VERSION = 1
+# What a checkpoint is, recorded in its provenance by whoever wrote it (``role``). Downstream names
+# (export rows, bundle manifests, latency tables) come from here, never from the command that ran.
+ROLES = ("teacher", "student", "discriminator")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -96,6 +99,26 @@ def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
             f"{path} has format_version {config['format_version']}; this slimgan reads up to {FORMAT_VERSION}"
         )
     return config
+
+
+def checkpoint_role(source: str | Path | Mapping[str, Any]) -> str:
+    """``teacher``, ``student``, ``discriminator`` or ``model`` (unknown) from a checkpoint's provenance.
+
+    ``source`` is a checkpoint directory or its parsed ``config.json``. Checkpoints written before
+    roles were recorded are classified from what their provenance says: distilled from a teacher
+    -> student; imported from a reference ``.pth`` -> teacher.
+    """
+    config = read_checkpoint_config(source) if isinstance(source, str | Path) else source
+    prov = config.get("provenance") or {}
+    if prov.get("role") in ROLES:
+        return str(prov["role"])
+    if model_info(config["arch"]).role == "discriminator":
+        return "discriminator"
+    if prov.get("teacher") or prov.get("teacher_sha256"):
+        return "student"
+    if prov.get("imported_from"):
+        return "teacher"
+    return "model"
 
 
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu", eval_mode: bool = True) -> nn.Module:
@@ -174,14 +197,45 @@ def read_reference_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def import_reference(path: str | Path, arch: str, out: str | Path, **kwargs: Any) -> Path:
-    """Convert a pytorch-CycleGAN-and-pix2pix ``latest_net_G.pth`` (or ``_D``) into a slimgan checkpoint."""
+def import_reference(path: str | Path, arch: str, out: str | Path, role: str | None = None, **kwargs: Any) -> Path:
+    """Convert a pytorch-CycleGAN-and-pix2pix ``latest_net_G.pth`` (or ``_D``) into a slimgan checkpoint.
+
+    ``role`` (recorded in the provenance): ``teacher`` by default for a generator, since a reference
+    model is what one distills from; ``student`` for a reference model one means to deploy as is.
+    """
     info = model_info(arch)
     model = create_model(arch, **kwargs)
-    state = patch_instance_norm_state_dict(model, read_reference_state_dict(path))
+    raw = read_reference_state_dict(path)
+    state = patch_instance_norm_state_dict(model, raw)
     load_state_dict_checked(model, state, source=str(path))
+    dropped = sorted(set(raw) - set(state))
+    kinds: dict[str, int] = {}
+    for key in dropped:
+        kinds[key.rsplit(".", 1)[-1]] = kinds.get(key.rsplit(".", 1)[-1], 0) + 1
+    role = role or ("discriminator" if info.role == "discriminator" else "teacher")
     return save_checkpoint(
         model,
         out,
-        provenance={"imported_from": str(Path(path).resolve()), "source_sha256": file_sha256(path), "reference": info.reference},
+        provenance={"imported_from": str(Path(path).resolve()), "source_sha256": file_sha256(path),
+                    "reference": info.reference, "role": role,
+                    "import": {"source_keys": len(raw), "kept_keys": len(state), "dropped_keys": len(dropped),
+                               "dropped_by_name": kinds,
+                               "dropped_reason": "InstanceNorm buffers the model does not keep "
+                                                 "(running_mean / running_var / num_batches_tracked), "
+                                                 "dropped as the reference's loader does"}},
     )
+
+
+def import_summary(directory: str | Path) -> str:
+    """One line on what :func:`import_reference` kept and dropped, from the checkpoint's provenance."""
+    prov = read_checkpoint_config(directory).get("provenance") or {}
+    imp = prov.get("import") or {}
+    if not imp:
+        return f"{directory}: not an imported checkpoint"
+    line = f"kept {imp['kept_keys']} of {imp['source_keys']} keys"
+    if imp["dropped_keys"]:
+        names = ", ".join(f"{k} x{v}" for k, v in sorted(imp["dropped_by_name"].items()))
+        line += f"; dropped {imp['dropped_keys']} InstanceNorm buffers the model does not keep ({names})"
+    else:
+        line += "; dropped none"
+    return line

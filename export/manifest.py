@@ -83,6 +83,7 @@ class Manifest:
     max_batch: int | None = None
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     macs_input_shape: list[int] | None = None  # the (batch 1) input shape ``macs`` was counted at
+    role: str = ""  # what the source checkpoint is (its provenance): teacher | student | model
     created: str = ""
     slimgan_version: str = ""
     format: str = BUNDLE_FORMAT

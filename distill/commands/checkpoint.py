@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--arch", required=True, choices=IMPORTABLE)
     _add_arch_args(imp)
     imp.add_argument("--out", required=True, help="checkpoint directory to write")
+    imp.add_argument("--role", choices=["teacher", "student"], default=None,
+                     help="what the checkpoint is, recorded in its provenance (default: teacher for a generator)")
     imp.set_defaults(func=run_import)
 
     info = subparsers.add_parser("info", help="architecture, parameter count and MACs of a checkpoint or arch")
@@ -52,10 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from distill.checkpoint import import_reference
+    from distill.checkpoint import checkpoint_role, import_reference, import_summary
 
-    out = import_reference(args.reference, args.arch, args.out, **_arch_kwargs(args))
-    print(f"imported {args.reference} as {args.arch} -> {out}")
+    out = import_reference(args.reference, args.arch, args.out, role=args.role, **_arch_kwargs(args))
+    print(f"imported {args.reference} as {args.arch} ({checkpoint_role(out)}) -> {out}")
+    print(f"  {import_summary(out)}")
     return 0
 
 
