@@ -45,10 +45,10 @@ def labelled_grid(columns: Sequence[tuple[str, Sequence[Image.Image]]], title: s
     tw, th = w * scale, h * scale
     pad, font_size = 6, max(14, min(22, tw // 9))
     font, title_font = _font(font_size), _font(font_size)
-    title_lines = [t for t in title.split("\n") if t] if title else []
+    width = len(columns) * (tw + pad) + pad
+    title_lines = _wrap([t for t in title.split("\n") if t] if title else [], title_font, width - 2 * pad)
     line_h = font_size + 6
     top = pad + len(title_lines) * line_h + line_h + pad
-    width = len(columns) * (tw + pad) + pad
     height = top + rows * (th + pad)
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
@@ -63,6 +63,23 @@ def labelled_grid(columns: Sequence[tuple[str, Sequence[Image.Image]]], title: s
             tile = images[r].convert("RGB").resize((tw, th), Image.NEAREST)
             canvas.paste(tile, (x, top + r * (th + pad)))
     return canvas
+
+
+def _wrap(lines: list[str], font: ImageFont.ImageFont, width: int) -> list[str]:
+    """Break each line at spaces (and after commas) so that it fits ``width`` pixels."""
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    out: list[str] = []
+    for line in lines:
+        current = ""
+        for word in line.split(" "):
+            trial = f"{current} {word}".strip()
+            if current and probe.textlength(trial, font=font) > width:
+                out.append(current)
+                current = "  " + word
+            else:
+                current = trial
+        out.append(current)
+    return out
 
 
 def format_metrics(metrics: Mapping[str, Any], keys: Sequence[str] | None = None) -> str:
@@ -97,25 +114,30 @@ def read_metrics(path: str | Path) -> list[dict[str, float]]:
     return rows
 
 
+FAMILIES = ("objective G_total (weighted sum of the terms)", "generator loss terms (unweighted)",
+            "discriminator loss", "held-out PSNR (dB)", "held-out SSIM", "learning rate")
+
+
 def _family(column: str) -> str | None:
     if column in ("step", "time_s"):
         return None
     if column == "lr":
-        return "learning rate"
+        return FAMILIES[5]
     if column.startswith("eval_"):
-        return "held-out metrics"
-    if column.startswith("G_"):
-        return "generator loss terms (unweighted; G_total is the weighted sum)"
+        return FAMILIES[3] if "psnr" in column else (FAMILIES[4] if "ssim" in column else None)
+    if column == "G_total":
+        return FAMILIES[0]
     if column.startswith("D"):
-        return "discriminator loss"
-    return "other logged values"
+        return FAMILIES[2]
+    return FAMILIES[1]
 
 
 def plot_loss_curves(sources: Mapping[str, str | Path] | str | Path, path: str | Path) -> Path:
-    """Draw every logged column of the ``metrics.csv`` file(s) against the step into ``path``.
+    """Draw the logged columns of the ``metrics.csv`` file(s) against the step into ``path``.
 
-    ``sources``: one CSV, or ``{label: csv}`` to draw several runs (e.g. teacher and student) side by
-    side, one row of panels per run.
+    ``sources``: one CSV, or ``{label: csv}`` to draw several runs (e.g. teacher and student), one
+    block of panels per run: the weighted objective, every unweighted term, the discriminator, the
+    held-out PSNR and SSIM, and the learning-rate schedule.
     """
     import matplotlib
 
@@ -124,39 +146,32 @@ def plot_loss_curves(sources: Mapping[str, str | Path] | str | Path, path: str |
 
     runs = {"": sources} if isinstance(sources, str | Path) else dict(sources)
     tables = {label: read_metrics(p) for label, p in runs.items()}
-    families: list[str] = []
-    for rows in tables.values():
-        for row in rows:
-            for col in row:
-                fam = _family(col)
-                if fam and fam not in families:
-                    families.append(fam)
-    order = ["generator loss terms (unweighted; G_total is the weighted sum)", "discriminator loss",
-             "other logged values", "held-out metrics", "learning rate"]
-    families = [f for f in order if f in families] or ["(nothing logged)"]
-    fig, axes = plt.subplots(len(tables), len(families), figsize=(4.6 * len(families), 3.6 * len(tables)),
+    cols = 3
+    block = (len(FAMILIES) + cols - 1) // cols
+    fig, axes = plt.subplots(block * len(tables), cols, figsize=(5.0 * cols, 3.1 * block * len(tables)),
                              squeeze=False)
     for r, (label, rows) in enumerate(tables.items()):
-        columns = [c for c in dict.fromkeys(k for row in rows for k in row)]
-        for c, fam in enumerate(families):
-            ax = axes[r][c]
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        for f, fam in enumerate(FAMILIES):
+            ax = axes[r * block + f // cols][f % cols]
             drawn = False
             for col in columns:
                 if _family(col) != fam:
                     continue
                 pts = [(row["step"], row[col]) for row in rows if col in row]
-                if not pts:
-                    continue
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], label=col.removeprefix("eval_"),
-                        linewidth=2.0 if col == "G_total" else 1.2, marker="o" if len(pts) < 4 else None)
+                        linewidth=1.3, marker="o" if len(pts) < 4 else None)
                 drawn = True
-            ax.set_title(f"{label + ': ' if label else ''}{fam}", fontsize=9)
-            ax.set_xlabel("step")
+            ax.set_title(f"{label}: {fam}" if label else fam, fontsize=10)
+            ax.set_xlabel("step", fontsize=9)
             ax.grid(alpha=0.3)
             if drawn:
-                ax.legend(fontsize=7)
+                ax.legend(fontsize=8)
             else:
-                ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.text(0.5, 0.5, "not logged in this run", ha="center", va="center", transform=ax.transAxes,
+                        fontsize=9, color="gray")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
