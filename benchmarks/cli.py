@@ -61,7 +61,9 @@ def register_latency(bench_sub: argparse._SubParsersAction) -> None:
                         "; ".join(f"{k}: {v['description']}" for k, v in PROFILES.items()))
     p.add_argument("--backends", type=_str_list, help="comma list of torch,ort,ort-fp16,ort-int8,cuda,trt "
                    "(default torch,ort)")
-    p.add_argument("--threads", type=_int_list, help="comma list of CPU threads, 0 = all cores (default 1,2,4)")
+    p.add_argument("--threads", type=_int_list,
+                   help="comma list of CPU threads, 0 = all cores (default 1,2,4); counts above this machine's "
+                        "cores are measured at the cores, and the report says so")
     p.add_argument("--batch", type=_int_list, default=[1], help="comma list of batch sizes (default 1)")
     p.add_argument("--res", type=int, default=256, help="input height = width (default 256)")
     p.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds (default 0.2)")
@@ -87,7 +89,8 @@ def register_quality(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layout", default="aligned", choices=["aligned", "unaligned", "folder"])
     p.add_argument("--phase", default="test")
     p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"])
-    p.add_argument("--res", type=int, default=256, help="resize images to this side (default 256)")
+    p.add_argument("--res", type=int, default=None,
+                   help="resize images to this side (default: the data's own size, recorded in quality.json)")
     p.add_argument("--num", type=int, help="use the first N images (default all)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--inception-weights", metavar="PATH",

@@ -283,8 +283,30 @@ def environment() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ the run
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _resolve_threads(threads: int) -> int:
-    return threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return threads or _cores()
+
+
+def cap_threads(threads: list[int]) -> tuple[list[int], str | None]:
+    """Thread counts up to this machine's cores (0 = all), and a note when any was capped.
+
+    More intra-op threads than cores only measures oversubscription: the counts above the cores are
+    measured at the cores, once.
+    """
+    cores = _cores()
+    resolved = [_resolve_threads(t) for t in threads]
+    capped = list(dict.fromkeys(min(t, cores) for t in resolved))
+    over = [t for t in resolved if t > cores]
+    note = None
+    if over:
+        note = (f"threads {', '.join(map(str, over))} exceed this machine's {cores} cores; measured at "
+                f"{', '.join(map(str, capped))}")
+        log.warning("%s", note)
+    return capped, note
 
 
 def _macs_at(bundle: Bundle, res: int) -> tuple[int, int | None, list[Any] | None]:
@@ -365,7 +387,7 @@ def benchmark_latency(bundle_dirs: list[str | Path], out: str | Path, cfg: Laten
                           "manifest_macs": b.manifest.macs,
                           "params": b.manifest.params, "is_teacher": b.name == teacher_name,
                           "role": b.manifest.role or ("teacher" if b.name == teacher_name else None)}
-    threads_list = [_resolve_threads(t) for t in cfg.threads]
+    threads_list, threads_note = cap_threads(cfg.threads)
     for backend in cfg.backends:
         for b in bundles:
             for threads in [threads_list[0]] if backend in GPU_BACKENDS else threads_list:
@@ -386,7 +408,8 @@ def benchmark_latency(bundle_dirs: list[str | Path], out: str | Path, cfg: Laten
         "schema": SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(),
-        "settings": {"res": cfg.res, "batches": cfg.batches, "threads": threads_list, "backends": cfg.backends,
+        "settings": {"res": cfg.res, "batches": cfg.batches, "threads": threads_list, "threads_note": threads_note,
+                     "backends": cfg.backends,
                      "warmup_s": cfg.warmup_s, "min_runs": cfg.min_runs, "min_time_s": cfg.min_time_s,
                      "max_runs": cfg.max_runs, "timing": "trtexec-style: timed warm-up, then >= min_runs "
                      "and >= min_time_s of timed end-to-end calls; median first"},
@@ -424,7 +447,7 @@ def _predict(bundles: list[Bundle], costs_by_model: dict[str, Any], results: lis
     from benchmarks.roofline import calibrate, measure_host, predict, total_bytes, total_macs, validate
 
     devices = [get_device(d) for d in cfg.predict]
-    threads_list = sorted({_resolve_threads(t) for t in cfg.threads})
+    threads_list = sorted(cap_threads(cfg.threads)[0])
     hosts = {t: measure_host(t) for t in threads_list}
     cells: list[dict[str, Any]] = []
     totals: dict[str, tuple[int, int]] = {}
@@ -512,4 +535,6 @@ def format_latency_table(report: dict[str, Any]) -> str:
               f"onnxruntime {env['onnxruntime']} ({', '.join(env['onnxruntime_providers'])}), torch {env['torch']}, "
               f"tensorrt {env['tensorrt'] or 'absent'}, GPU {env['gpu'] or 'none'}.",
               f"Timing: warm-up {s['warmup_s']} s, >= {s['min_runs']} runs and >= {s['min_time_s']} s per cell."]
+    if s.get("threads_note"):
+        lines.append(f"Threads: {s['threads_note']}.")
     return "\n".join(lines) + "\n"
