@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 from serve_bundles import dummy_bundle, free_port, wait_ready
 
 from distill import create_model, save_checkpoint
-from distill.checkpoint import checkpoint_role, import_reference, import_summary
+from distill.checkpoint import checkpoint_role, import_summary
 from distill.cli import main
 from distill.data import synthesize
 from distill.engine.run_lock import LOCK_NAME, RunLock, RunLockedError
