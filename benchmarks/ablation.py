@@ -113,7 +113,8 @@ def run_ablation(out: str | Path, methods: tuple[str, ...] = METHODS, scale: Sca
     for method in methods:
         recipe, overrides, kind = row_recipe(method, setup, scale.student_steps)
         log.info("ablation: %s (%d steps)", method, scale.student_steps)
-        run = run_recipe(setup, recipe, setup.work / method, [*overrides, *fid], kind)
+        # every row trains a student, the scratch baseline included (run by the teacher recipe)
+        run = run_recipe(setup, recipe, setup.work / method, [*overrides, *fid], kind, role="student")
         m = run["metrics"]
         rows.append({
             "method": method,

@@ -111,7 +111,7 @@ def _same_teacher(setup: BenchSetup) -> bool:
 
 
 def run_recipe(setup: BenchSetup, recipe: Path | dict[str, Any], out: Path, overrides: list[str],
-               kind: str = "distill") -> dict[str, Any]:
+               kind: str = "distill", role: str | None = None) -> dict[str, Any]:
     """One engine run of ``recipe`` (a YAML path or a raw recipe dict) with the shared overrides.
 
     Returns ``{"metrics": {psnr_gt, ssim_gt, psnr_teacher, ...}, "seconds", "sec_per_step"}``. A run
@@ -127,7 +127,7 @@ def run_recipe(setup: BenchSetup, recipe: Path | dict[str, Any], out: Path, over
     else:
         cfg, config_dir = load_config(recipe, items), recipe.parent
     start = time.perf_counter()
-    result = run_training(cfg, out, kind=kind, config_dir=config_dir, distributed=False)
+    result = run_training(cfg, out, kind=kind, config_dir=config_dir, distributed=False, role=role)
     seconds = time.perf_counter() - start
     metrics = {k[len("eval_"):]: v for k, v in result["metrics"].items() if k.startswith("eval_")}
     if "psnr_teacher" not in metrics and setup.teacher_checkpoint.is_dir() and out != setup.teacher_dir:
@@ -202,7 +202,7 @@ def run_distill_bench(out_json: str | Path, quick: bool = False, work: str | Pat
 
     log.info("bench distill: scratch student (%d steps on %d labelled pairs)", scale.student_steps, scale.labelled)
     run = run_recipe(setup, TEACHER_RECIPE, setup.work / "scratch",
-                     [steps, *SCRATCH_OVERRIDES, f"data.max_train={scale.labelled}"], "train")
+                     [steps, *SCRATCH_OVERRIDES, f"data.max_train={scale.labelled}"], "train", role="student")
     results["scratch"], timings["scratch"] = run["metrics"], run["seconds"]
 
     log.info("bench distill: distilled student (%d steps, teacher targets on %d inputs)", scale.student_steps, scale.num)

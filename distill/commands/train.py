@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Runs the training engine on a teacher recipe; writes config.yaml, metrics.csv, samples/, "
                     "teacher/ (the trained generator), discriminator/, best/ and state.pt into --out.")
     _add_common(train)
+    train.add_argument("--role", choices=["teacher", "student"], default="teacher",
+                       help="what the trained generator is (default teacher; student for a small model trained "
+                            "from scratch as a baseline): names RUN/<role>/ and is recorded in its provenance")
     train.set_defaults(func=run_train)
     distill = subparsers.add_parser(
         "distill", help="distill a teacher into a slim student from a recipe",
@@ -42,7 +45,7 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     overrides = list(args.overrides) + ([] if args.progress else ["train.progress=false"])
     config = load_config(args.config, overrides)
     result = run_training(config, args.out, resume=args.resume, device=args.device, kind=kind,
-                          config_dir=Path(args.config).resolve().parent)
+                          config_dir=Path(args.config).resolve().parent, role=getattr(args, "role", None))
     if result.get("metrics"):
         summary = {k: round(v, 4) for k, v in result["metrics"].items() if k.startswith("eval_")}
         print(json.dumps({"out": result["out"], "step": result["step"], **summary}))

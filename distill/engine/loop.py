@@ -50,18 +50,18 @@ def run_role(kind: str) -> str:
     return "teacher" if kind == "train" else "student"
 
 
-def checkpoint_dir_role(name: str, kind: str) -> str:
-    """The role recorded for the checkpoint a method names ``name`` (``student`` is the trained generator)."""
+def checkpoint_dir_role(name: str, role: str) -> str:
+    """The role recorded for the checkpoint a method names ``name`` in a run whose generator is ``role``."""
     if "discriminator" in name:
         return "discriminator"
     if name.startswith("teacher"):
         return "teacher"
-    return run_role(kind)
+    return role
 
 
-def checkpoint_dir_name(name: str, kind: str) -> str:
-    """The run sub-directory for method checkpoint ``name``: the trained generator is named by its role."""
-    return run_role(kind) if name == "student" else name
+def checkpoint_dir_name(name: str, role: str) -> str:
+    """The run sub-directory for method checkpoint ``name``: the trained generator (``student``) is named by its role."""
+    return role if name == "student" else name
 
 
 def trained_generator_dir(run: str | Path) -> Path:
@@ -205,11 +205,16 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def run_training(config: RunConfig, out: str | Path, *, resume: bool = False, device: str | None = None,
                  kind: str = "distill", config_dir: str | Path | None = None, stop_at: int | None = None,
-                 distributed: bool = True) -> dict[str, Any]:
+                 distributed: bool = True, role: str | None = None) -> dict[str, Any]:
     """Train per ``config`` into ``out``. Returns ``{"step", "metrics", "best", "out"}``.
 
     ``stop_at`` ends the run after that many steps with a resumable ``state.pt`` (as Ctrl-C does).
+    ``role``: what the trained generator is (default: ``teacher`` for ``kind="train"``, else
+    ``student``); a small model trained from scratch as a baseline is a ``student`` trained by
+    ``kind="train"``. It names the checkpoint directory and is recorded in its provenance.
     """
+    if role is not None and role not in ("teacher", "student"):
+        raise ConfigError(f"role must be teacher or student, got {role!r}")
     out = Path(out)
     config_dir = Path(config_dir) if config_dir else None
     if distributed:
@@ -222,7 +227,7 @@ def run_training(config: RunConfig, out: str | Path, *, resume: bool = False, de
     if lock is not None:
         lock.acquire()  # before anything is written: a second run on this --out stops here
     try:
-        result = _run(config, out, rt, resume, kind, config_dir, stop_at)
+        result = _run(config, out, rt, resume, kind, config_dir, stop_at, role or run_role(kind))
     finally:
         if lock is not None:
             lock.release()
@@ -250,7 +255,7 @@ class _LocalRuntime(Runtime):
 
 
 def _run(config: RunConfig, out: Path, rt: Runtime, resume: bool, kind: str,
-         config_dir: Path | None, stop_at: int | None) -> dict[str, Any]:
+         config_dir: Path | None, stop_at: int | None, role: str) -> dict[str, Any]:
     tc = config.train
     if tc.steps < 1:
         raise ConfigError(f"train.steps must be >= 1, got {tc.steps}")
@@ -306,8 +311,8 @@ def _run(config: RunConfig, out: Path, rt: Runtime, resume: bool, kind: str,
             return
         prov = {"step": step, "run": str(out), **method.provenance()}
         for name, module in method.checkpoints().items():
-            save_checkpoint(module, out / checkpoint_dir_name(name, kind), provenance={
-                **prov, "role": checkpoint_dir_role(name, kind)})
+            save_checkpoint(module, out / checkpoint_dir_name(name, role), provenance={
+                **prov, "role": checkpoint_dir_role(name, role)})
         state = {
             "step": step,
             "modules": {k: m.state_dict() for k, m in method.modules().items()},
@@ -333,7 +338,7 @@ def _run(config: RunConfig, out: Path, rt: Runtime, resume: bool, kind: str,
         ):
             best_value = value
             save_checkpoint(method.generator, out / "best", provenance={
-                "step": step, best_name: value, **method.provenance(), "role": run_role(kind)})
+                "step": step, best_name: value, **method.provenance(), "role": role})
         return {f"eval_{k}": v for k, v in metrics.items()}
 
     stop_requested = {"flag": False}
@@ -373,7 +378,7 @@ def _run(config: RunConfig, out: Path, rt: Runtime, resume: bool, kind: str,
                     if held_out:
                         write_sample_grid(method, held_out[0], out / "samples" / f"step_{done:06d}.png", rt.device,
                                           config.eval.num_samples, step=done, metrics=row,
-                                          generator_label=run_role(kind), title=f"{out.name} ({kind})")
+                                          generator_label=role, title=f"{out.name} ({kind})")
                 if tc.save_every and done % tc.save_every == 0 and not is_last:
                     save(done)
                 if bar is not None:
