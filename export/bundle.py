@@ -159,6 +159,8 @@ def export_bundle(
     model = load_checkpoint(checkpoint).eval()
     # Rows, files and reports name the model by what its checkpoint says it is, not by the command.
     role = checkpoint_role(model.slimgan_checkpoint["config"])
+    if role == "model" and teacher is not None:  # no recorded role, but it is exported against a teacher
+        role = "student"
     info, kwargs, sample_shape = _input_spec(model, height, width)
     if int8 and calib is None and info.input_kind == "image":
         raise ConfigError("--int8 needs --calib DIR, a folder of images to calibrate on")
