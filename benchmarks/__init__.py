@@ -3,6 +3,6 @@
 - :mod:`benchmarks.latency`: trtexec-style latency of exported bundles per backend/threads/batch.
 - :mod:`benchmarks.quality`: FID, KID, IS, Variance of Laplacian, PSNR/SSIM and an mIoU hook.
 - :mod:`benchmarks.inception`: the FID Inception-v3 (pytorch-fid weight layout), defined in-house.
-- :mod:`benchmarks.roofline` / :mod:`benchmarks.devices`: per-layer roofline predictions for edge devices.
+- :mod:`benchmarks.roofline` / :mod:`benchmarks.devices`: roofline predictions (MACs and bytes against a device's peaks, one calibrated efficiency) for edge devices.
 - ``benchmarks/jetson/``: a script to run on a Jetson that writes the same ``latency.json``.
 """

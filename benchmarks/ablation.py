@@ -95,7 +95,7 @@ def row_recipe(method: str, setup: BenchSetup, steps: int) -> tuple[Path | dict[
 
 def run_ablation(out: str | Path, methods: tuple[str, ...] = METHODS, scale: Scale = SCALES["quick"],
                  seed: int = 0, work: str | Path | None = None, inception_weights: str = "",
-                 device: str = "cpu") -> dict[str, Any]:
+                 device: str = "cpu", progress: bool = False) -> dict[str, Any]:
     """Train one student per method from the shared bench teacher; writes ``out`` (JSON) and ``out``.md."""
     from benchmarks.distill_bench import run_recipe, train_teacher
     from distill.errors import ConfigError
@@ -104,7 +104,8 @@ def run_ablation(out: str | Path, methods: tuple[str, ...] = METHODS, scale: Sca
     if unknown:
         raise ConfigError(f"unknown ablation method(s) {unknown}; choose from {', '.join(METHODS)}")
     out = Path(out)
-    setup = BenchSetup(Path(work) if work else out.with_suffix("").parent / (out.stem + "_runs"), scale, seed, device)
+    setup = BenchSetup(Path(work) if work else out.with_suffix("").parent / (out.stem + "_runs"), scale, seed, device,
+                       progress)
     t0 = time.perf_counter()
     teacher_metrics, _ = train_teacher(setup)
     fid = [f"eval.inception_weights={inception_weights}"] if inception_weights else []
@@ -112,7 +113,8 @@ def run_ablation(out: str | Path, methods: tuple[str, ...] = METHODS, scale: Sca
     for method in methods:
         recipe, overrides, kind = row_recipe(method, setup, scale.student_steps)
         log.info("ablation: %s (%d steps)", method, scale.student_steps)
-        run = run_recipe(setup, recipe, setup.work / method, [*overrides, *fid], kind)
+        # every row trains a student, the scratch baseline included (run by the teacher recipe)
+        run = run_recipe(setup, recipe, setup.work / method, [*overrides, *fid], kind, role="student")
         m = run["metrics"]
         rows.append({
             "method": method,
@@ -179,6 +181,7 @@ def register_ablation(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--work", default=None, help="folder for the runs (default: next to --out)")
     p.add_argument("--inception-weights", default="", help="pytorch-fid Inception weights: adds FID")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no training progress display")
     p.set_defaults(func=run_ablation_cli)
 
 
@@ -192,6 +195,6 @@ def run_ablation_cli(args: argparse.Namespace) -> int:
     if args.teacher_steps:
         scale = replace(scale, teacher_steps=args.teacher_steps)
     report = run_ablation(args.out, methods, scale, args.seed, work=args.work,
-                          inception_weights=args.inception_weights, device=args.device)
+                          inception_weights=args.inception_weights, device=args.device, progress=args.progress)
     print(format_table(report["rows"], report), end="")
     return 0

@@ -61,9 +61,13 @@ def register_latency(bench_sub: argparse._SubParsersAction) -> None:
                         "; ".join(f"{k}: {v['description']}" for k, v in PROFILES.items()))
     p.add_argument("--backends", type=_str_list, help="comma list of torch,ort,ort-fp16,ort-int8,cuda,trt "
                    "(default torch,ort)")
-    p.add_argument("--threads", type=_int_list, help="comma list of CPU threads, 0 = all cores (default 1,2,4)")
+    p.add_argument("--threads", type=_int_list,
+                   help="comma list of CPU threads, 0 = all cores (default 1,2,4); counts above this machine's "
+                        "cores are measured at the cores, and the report says so")
     p.add_argument("--batch", type=_int_list, default=[1], help="comma list of batch sizes (default 1)")
-    p.add_argument("--res", type=int, default=256, help="input height = width (default 256)")
+    p.add_argument("--res", type=int, default=None,
+                   help="input height = width (default: the side the first bundle was exported and checked at, "
+                        "else 256)")
     p.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds (default 0.2)")
     p.add_argument("--min-runs", type=int, default=10, help="minimum timed runs per cell (default 10)")
     p.add_argument("--min-time", type=float, default=1.0, help="minimum timed seconds per cell (default 1.0)")
@@ -71,6 +75,8 @@ def register_latency(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--predict", type=_str_list, default=[],
                    help=f"roofline predictions (labelled 'predicted') for: {', '.join(DEVICES)}")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no per-cell progress lines (the table is still printed)")
     p.set_defaults(func=run_latency)
 
 
@@ -87,7 +93,8 @@ def register_quality(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layout", default="aligned", choices=["aligned", "unaligned", "folder"])
     p.add_argument("--phase", default="test")
     p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"])
-    p.add_argument("--res", type=int, default=256, help="resize images to this side (default 256)")
+    p.add_argument("--res", type=int, default=None,
+                   help="resize images to this side (default: the data's own size, recorded in quality.json)")
     p.add_argument("--num", type=int, help="use the first N images (default all)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--inception-weights", metavar="PATH",
@@ -99,6 +106,7 @@ def register_quality(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=int, help="classes of --seg-model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress lines")
     p.set_defaults(func=run_quality)
 
 
@@ -111,18 +119,41 @@ def _models(args: argparse.Namespace) -> list[str]:
     return models
 
 
+def _quiet_unless(progress: bool, logger: str) -> None:
+    import logging
+
+    if not progress:
+        logging.getLogger(logger).setLevel(logging.WARNING)
+
+
+def _export_res(models: list[str], teacher: str | None) -> int:
+    """The side the first bundle's MACs (and parity) were counted at, so a 64 px model is timed at 64 px."""
+    from export.manifest import Manifest
+
+    for path in [*models, *([teacher] if teacher else [])]:
+        try:
+            shape = Manifest.load(path).macs_input_shape
+        except Exception:  # noqa: BLE001 - an unreadable bundle fails later with its own message
+            continue
+        if shape and len(shape) == 4:
+            return int(shape[2])
+    return 256
+
+
 def run_latency(args: argparse.Namespace) -> int:
     from benchmarks.devices import PROFILES
     from benchmarks.latency import LatencyConfig, benchmark_latency, format_latency_table
 
+    _quiet_unless(args.progress, "benchmarks.latency")
     profile = PROFILES[args.profile] if args.profile else {}
+    models = _models(args)
     cfg = LatencyConfig(
         backends=args.backends or profile.get("backends", ["torch", "ort"]),
         threads=args.threads or profile.get("threads", [1, 2, 4]),
-        batches=args.batch, res=args.res, warmup_s=args.warmup, min_runs=args.min_runs,
+        batches=args.batch, res=args.res or _export_res(models, args.teacher), warmup_s=args.warmup, min_runs=args.min_runs,
         min_time_s=args.min_time, max_runs=args.max_runs, predict=args.predict,
     )
-    report = benchmark_latency(_models(args), args.out, cfg, teacher=args.teacher)
+    report = benchmark_latency(models, args.out, cfg, teacher=args.teacher)
     print(format_latency_table(report), end="")
     print(f"wrote {args.out}/latency.json, latency.md, latency.png")
     return 0
@@ -130,6 +161,8 @@ def run_latency(args: argparse.Namespace) -> int:
 
 def run_quality(args: argparse.Namespace) -> int:
     from benchmarks.quality import evaluate_models, format_quality_table
+
+    _quiet_unless(args.progress, "benchmarks.quality")
 
     report = evaluate_models(
         _models(args), args.data, args.out, layout=args.layout, phase=args.phase, direction=args.direction,

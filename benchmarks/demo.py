@@ -10,10 +10,14 @@
    VGG-16 weights are downloaded;
 4. export of both with fp16 and parity checks (``export.bundle.export_bundle``);
 5. a side-by-side latency benchmark (``benchmarks.latency``);
-6. a sample grid PNG (input | teacher | student | target) and a summary table.
+6. a labelled sample grid PNG (input | teacher | student | target, with the scores), the loss curves
+   of both runs, and a summary table.
 
-Everything lands in ``--out``; ``summary.json`` names every artifact. ``--serve`` then replaces this
-process with ``slimgan serve`` on the two bundles (a fresh, torch-free process).
+Everything lands in ``--out``: the two checkpoints ``teacher/`` and ``student/`` at the top, their
+training runs (metrics.csv, samples/, state.pt) under ``runs/``, the bundles under ``bundles/``;
+``summary.json`` names every artifact and carries the bundles' parity rows as ``parity.json`` has
+them. ``--serve`` then replaces this process with ``slimgan serve`` on the two bundles (a fresh,
+torch-free process).
 """
 
 from __future__ import annotations
@@ -49,12 +53,13 @@ def _data_section(root: Path) -> dict[str, Any]:
             "synth": {"task": "paired", "num": NUM_TRAIN, "num_test": NUM_TEST, "size": SIZE, "seed": 0}}
 
 
-def _train_section(steps: int, device: str, lr: float = 2e-4) -> dict[str, Any]:
+def _train_section(steps: int, device: str, lr: float = 2e-4, progress: bool = True) -> dict[str, Any]:
     return {"steps": steps, "batch_size": BATCH, "lr": lr, "beta1": 0.5, "log_every": 20,
-            "sample_every": 0, "eval_every": 0, "device": device, "seed": 0}
+            "sample_every": 0, "eval_every": 0, "device": device, "seed": 0, "progress": progress}
 
 
-def teacher_recipe(data_root: Path, device: str = "cpu", steps: int = TEACHER_STEPS) -> dict[str, Any]:
+def teacher_recipe(data_root: Path, device: str = "cpu", steps: int = TEACHER_STEPS,
+                   progress: bool = True) -> dict[str, Any]:
     """pix2pix (Isola et al.): L_G = GAN + 100·||G(x) - y||₁ with a conditional PatchGAN."""
     return {
         "description": "demo teacher: pix2pix resnet_9blocks ngf 32 on synthetic edges -> scenes",
@@ -62,12 +67,13 @@ def teacher_recipe(data_root: Path, device: str = "cpu", steps: int = TEACHER_ST
         "student": dict(TEACHER),
         "discriminator": {"arch": "basic", "ndf": 16, "gan_mode": "lsgan", "conditional": True},
         "loss": [{"name": "adv", "weight": 1.0}, {"name": "l1_target", "weight": 100.0}],
-        "train": _train_section(steps, device),
+        "train": _train_section(steps, device, progress=progress),
         "eval": {"num": NUM_TEST},
     }
 
 
-def student_recipe(data_root: Path, teacher_dir: Path, device: str = "cpu", steps: int = STUDENT_STEPS) -> dict[str, Any]:
+def student_recipe(data_root: Path, teacher_ckpt: Path, teacher_d: Path, device: str = "cpu",
+                   steps: int = STUDENT_STEPS, progress: bool = True) -> dict[str, Any]:
     """CRD on an offline teacher: L = 2.5·L_CRD + 100·|G_s - G_t|₁ + Adv(G_s, sg(D̄)).
 
     CRD's relational terms are invariant to the student's absolute colours; the paper anchors them
@@ -77,15 +83,14 @@ def student_recipe(data_root: Path, teacher_dir: Path, device: str = "cpu", step
     return {
         "description": "demo student: mobile_resnet_9blocks ngf 8 distilled with CRD from the demo teacher",
         "data": _data_section(data_root),
-        "teacher": {"mode": "offline", "checkpoint": str(teacher_dir / "student"),
-                    "discriminator": str(teacher_dir / "discriminator")},
+        "teacher": {"mode": "offline", "checkpoint": str(teacher_ckpt), "discriminator": str(teacher_d)},
         "student": dict(STUDENT),
         "loss": [
             {"name": "crd", "weight": 2.5},
             {"name": "l1_teacher", "weight": 100.0},
             {"name": "teacher_adv", "weight": 1.0, "gan_mode": "lsgan", "conditional": True},
         ],
-        "train": _train_section(steps, device, lr=STUDENT_LR),
+        "train": _train_section(steps, device, lr=STUDENT_LR, progress=progress),
         "eval": {"num": NUM_TEST},
     }
 
@@ -98,14 +103,17 @@ def _train(raw: dict[str, Any], out: Path, kind: str) -> dict[str, Any]:
 
 
 def write_sample_grid(data_root: Path, teacher_dir: Path, student_dir: Path, path: Path, num: int = 6,
-                      scale: int = 4) -> dict[str, float]:
-    """Rows of input | teacher | student | target on held-out pairs; returns the student's scores."""
+                      title: str = "") -> dict[str, float]:
+    """A labelled grid, rows of input | teacher | student | target on held-out pairs; returns the scores.
+
+    The title gives both models, their training steps and the scores over all held-out pairs.
+    """
     import torch
-    from PIL import Image
 
     from distill.checkpoint import load_checkpoint
     from distill.data.datasets import TransformConfig, build_dataset, to_image
     from distill.metrics import psnr, ssim
+    from distill.plots import format_metrics, labelled_grid
 
     test = build_dataset("aligned", data_root, "test", transform=TransformConfig(train=False))
     samples = [test[i] for i in range(len(test))]
@@ -114,33 +122,50 @@ def write_sample_grid(data_root: Path, teacher_dir: Path, student_dir: Path, pat
     teacher, student = load_checkpoint(teacher_dir), load_checkpoint(student_dir)
     with torch.no_grad():
         t, s = teacher(a), student(a)
-    rows = []
-    for i in range(min(num, len(samples))):
-        tiles = [to_image(x[i]) for x in (a, t, s, b)]
-        w, h = tiles[0].size
-        row = Image.new("RGB", (4 * w, h))
-        for k, tile in enumerate(tiles):
-            row.paste(tile, (k * w, 0))
-        rows.append(row)
-    grid = Image.new("RGB", (rows[0].width, rows[0].height * len(rows)))
-    for k, row in enumerate(rows):
-        grid.paste(row, (0, k * row.height))
-    grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
-    grid.save(path)
-    return {"psnr_teacher": psnr(s, t), "ssim_teacher": ssim(s, t), "psnr_gt": psnr(s, b), "ssim_gt": ssim(s, b),
-            "teacher_psnr_gt": psnr(t, b)}
+    scores = {"psnr_teacher": psnr(s, t), "ssim_teacher": ssim(s, t), "psnr_gt": psnr(s, b), "ssim_gt": ssim(s, b),
+              "teacher_psnr_gt": psnr(t, b)}
+    n = min(num, len(samples))
+    steps = {name: (m.slimgan_checkpoint["config"].get("provenance") or {}).get("step")
+             for name, m in (("teacher", teacher), ("student", student))}
+    lines = [title] if title else []
+    lines.append(f"teacher {teacher.slimgan_config['arch']} (step {steps['teacher']}) -> student "
+                 f"{student.slimgan_config['arch']} (step {steps['student']}), {len(samples)} held-out pairs")
+    lines.append("student: " + format_metrics(scores, ["psnr_teacher", "psnr_gt", "ssim_gt"]) + "; teacher: "
+                 + format_metrics({"psnr_gt": scores["teacher_psnr_gt"]}, ["psnr_gt"]))
+    columns = [(name, [to_image(x[i]) for i in range(n)])
+               for name, x in (("input", a), ("teacher", t), ("student", s), ("target", b))]
+    labelled_grid(columns, "\n".join(lines)).save(path)
+    return scores
 
 
 def run_demo(out: str | Path = "demo", device: str = "cpu", threads: int = 1,
-             teacher_steps: int = TEACHER_STEPS, student_steps: int = STUDENT_STEPS) -> dict[str, Any]:
+             teacher_steps: int = TEACHER_STEPS, student_steps: int = STUDENT_STEPS,
+             progress: bool = True) -> dict[str, Any]:
     """Run the whole pipeline into ``out`` and return (and write) ``summary.json``."""
+    from distill.engine.run_lock import RunLock
+
+    with RunLock(out, what="slimgan demo"):
+        return _run_demo(Path(out), device, threads, teacher_steps, student_steps, progress)
+
+
+def _install_checkpoint(run_ckpt: Path, dest: Path) -> Path:
+    """Copy a run's final generator checkpoint to the demo's top level (``D/teacher``, ``D/student``)."""
+    import shutil
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(run_ckpt, dest)
+    return dest
+
+
+def _run_demo(out: Path, device: str, threads: int, teacher_steps: int, student_steps: int,
+              progress: bool) -> dict[str, Any]:
     from benchmarks.latency import LatencyConfig, benchmark_latency
     from distill.data.synth import synthesize
     from distill.errors import SlimganError
-    from export.bundle import export_bundle
+    from distill.plots import plot_loss_curves
+    from export.bundle import PARITY_NAME, export_bundle
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -157,16 +182,19 @@ def run_demo(out: str | Path = "demo", device: str = "cpu", threads: int = 1,
 
     t0 = time.perf_counter()
     log.info("demo 2/6: teacher %s ngf %d, pix2pix for %d steps", TEACHER["arch"], TEACHER["ngf"], teacher_steps)
-    _train(teacher_recipe(data_root, device, teacher_steps), out / "teacher", "train")
+    runs = out / "runs"
+    _train(teacher_recipe(data_root, device, teacher_steps, progress), runs / "teacher", "train")
+    teacher_ckpt = _install_checkpoint(runs / "teacher" / "teacher", out / "teacher")
     stage("teacher", t0)
 
     t0 = time.perf_counter()
     log.info("demo 3/6: student %s ngf %d, CRD distillation for %d steps", STUDENT["arch"], STUDENT["ngf"],
              student_steps)
-    _train(student_recipe(data_root, out / "teacher", device, student_steps), out / "student", "distill")
+    _train(student_recipe(data_root, teacher_ckpt, runs / "teacher" / "discriminator", device, student_steps,
+                          progress), runs / "student", "distill")
+    student_ckpt = _install_checkpoint(runs / "student" / "student", out / "student")
     stage("student", t0)
 
-    teacher_ckpt, student_ckpt = out / "teacher" / "student", out / "student" / "student"
     t0 = time.perf_counter()
     log.info("demo 4/6: export with fp16 and parity checks")
     teacher_bundle, student_bundle = out / "bundles" / "teacher", out / "bundles" / "student"
@@ -186,9 +214,11 @@ def run_demo(out: str | Path = "demo", device: str = "cpu", threads: int = 1,
     stage("latency", t0)
 
     t0 = time.perf_counter()
-    log.info("demo 6/6: sample grid and summary")
+    log.info("demo 6/6: sample grid, loss curves and summary")
     grid = out / "samples.png"
-    scores = write_sample_grid(data_root, teacher_ckpt, student_ckpt, grid)
+    scores = write_sample_grid(data_root, teacher_ckpt, student_ckpt, grid, title=f"slimgan demo ({SIZE}x{SIZE})")
+    curves = plot_loss_curves({"teacher": runs / "teacher" / "metrics.csv", "student": runs / "student" / "metrics.csv"},
+                              out / "loss_curves.png")
     stage("samples", t0)
 
     speed = exported.speed
@@ -207,17 +237,21 @@ def run_demo(out: str | Path = "demo", device: str = "cpu", threads: int = 1,
                     "params": teacher_manifest.params},
         "student": {**STUDENT, "steps": student_steps, "method": "crd + l1_teacher + teacher_adv",
                     "macs": exported.manifest.macs, "params": exported.manifest.params},
-        "parity": [{k: r.get(k) for k in ("name", "passed", "max_abs", "psnr")} for r in exported.parity],
+        # the rows exactly as the student bundle's parity.json has them (and the teacher bundle's)
+        "parity": json.loads((student_bundle / PARITY_NAME).read_text())["rows"],
+        "teacher_parity": json.loads((teacher_bundle / PARITY_NAME).read_text())["rows"],
         "latency": [{k: r.get(k) for k in ("model", "backend", "threads", "median_ms", "speedup", "mac_ratio")}
                     for r in latency["results"]],
         "paths": {
             "data": str(data_root), "teacher_checkpoint": str(teacher_ckpt), "student_checkpoint": str(student_ckpt),
             "teacher_bundle": str(teacher_bundle), "student_bundle": str(student_bundle),
-            "samples_png": str(grid), "latency_json": str(latency_dir / "latency.json"),
+            "samples_png": str(grid), "loss_curves_png": str(curves),
+            "latency_json": str(latency_dir / "latency.json"),
             "latency_png": str(latency_dir / "latency.png"), "parity_json": str(student_bundle / "parity.json"),
             "speed_json": str(student_bundle / "speed.json"),
-            "teacher_metrics_csv": str(out / "teacher" / "metrics.csv"),
-            "student_metrics_csv": str(out / "student" / "metrics.csv"),
+            "teacher_run": str(runs / "teacher"), "student_run": str(runs / "student"),
+            "teacher_metrics_csv": str(runs / "teacher" / "metrics.csv"),
+            "student_metrics_csv": str(runs / "student" / "metrics.csv"),
         },
         "seconds": {**timings, "total": round(time.perf_counter() - start, 1)},
         "resolution": SIZE,
@@ -228,6 +262,8 @@ def run_demo(out: str | Path = "demo", device: str = "cpu", threads: int = 1,
 
 
 def format_summary(summary: dict[str, Any]) -> str:
+    from export.parity import verdict
+
     t, s = summary["teacher"], summary["student"]
     lines = [
         "",
@@ -246,9 +282,11 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(f"  speedup on {row['backend']}, threads={row['threads']}: x{row['speedup']:.2f} "
                          f"(MAC ratio x{row['mac_ratio']:.1f})")
     lines.append(f"  export speedup (ORT CPU, side by side): x{summary['speedup']:.2f}, MAC ratio x{summary['mac_ratio']:.1f}")
-    lines.append("  parity: " + ", ".join(f"{r['name']} {'PASS' if r['passed'] else ('info' if r['passed'] is None else 'FAIL')}"
+    lines.append("  parity: " + ", ".join(f"{r['name']} {r.get('verdict') or verdict(r)}"
+                                        + (f" ({r['psnr_db']:.1f} dB)" if r.get("psnr_db") is not None else "")
                                         for r in summary["parity"]))
-    lines.append(f"  samples: {summary['paths']['samples_png']}   latency plot: {summary['paths']['latency_png']}")
+    lines.append(f"  samples: {summary['paths']['samples_png']}   loss curves: {summary['paths']['loss_curves_png']}"
+                 f"   latency plot: {summary['paths']['latency_png']}")
     lines.append(f"  total time: {summary['seconds']['total']:.0f} s")
     return "\n".join(lines)
 
@@ -266,12 +304,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="training device: cpu | cuda | auto")
     p.add_argument("--teacher-steps", type=int, default=TEACHER_STEPS)
     p.add_argument("--student-steps", type=int, default=STUDENT_STEPS)
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no training progress bars or progress lines (stage lines are still logged)")
     p.set_defaults(func=run_demo_command)
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
     summary = run_demo(args.out, device=args.device, threads=args.threads,
-                       teacher_steps=args.teacher_steps, student_steps=args.student_steps)
+                       teacher_steps=args.teacher_steps, student_steps=args.student_steps, progress=args.progress)
     print(format_summary(summary))
     print(f"\nwrote {Path(args.out) / 'summary.json'}")
     if not summary["parity_passed"]:

@@ -62,6 +62,7 @@ class BenchSetup:
     scale: Scale
     seed: int = 0
     device: str = "cpu"
+    progress: bool = False  # training progress lines / bars (the CLI turns them on; --no-progress off)
 
     @property
     def teacher_dir(self) -> Path:
@@ -69,7 +70,7 @@ class BenchSetup:
 
     @property
     def teacher_checkpoint(self) -> Path:
-        return self.teacher_dir / "student"
+        return self.teacher_dir / "teacher"
 
     @property
     def teacher_discriminator(self) -> Path:
@@ -79,7 +80,7 @@ class BenchSetup:
         s = self.scale
         return [f"data.root={self.work / 'data'}", "data.layout=aligned", f"data.synth.num={s.num}",
                 "data.synth.num_test=16", f"data.synth.size={s.size}", "data.synth.seed=0",
-                f"train.seed={self.seed}", f"train.device={self.device}", "train.progress=false",
+                f"train.seed={self.seed}", f"train.device={self.device}", f"train.progress={str(self.progress).lower()}",
                 "train.sample_every=0", "train.eval_every=0", "train.save_every=0", "eval.num=16",
                 "eval.batch_size=16", "train.batch_size=4"]
 
@@ -110,7 +111,7 @@ def _same_teacher(setup: BenchSetup) -> bool:
 
 
 def run_recipe(setup: BenchSetup, recipe: Path | dict[str, Any], out: Path, overrides: list[str],
-               kind: str = "distill") -> dict[str, Any]:
+               kind: str = "distill", role: str | None = None) -> dict[str, Any]:
     """One engine run of ``recipe`` (a YAML path or a raw recipe dict) with the shared overrides.
 
     Returns ``{"metrics": {psnr_gt, ssim_gt, psnr_teacher, ...}, "seconds", "sec_per_step"}``. A run
@@ -126,7 +127,7 @@ def run_recipe(setup: BenchSetup, recipe: Path | dict[str, Any], out: Path, over
     else:
         cfg, config_dir = load_config(recipe, items), recipe.parent
     start = time.perf_counter()
-    result = run_training(cfg, out, kind=kind, config_dir=config_dir, distributed=False)
+    result = run_training(cfg, out, kind=kind, config_dir=config_dir, distributed=False, role=role)
     seconds = time.perf_counter() - start
     metrics = {k[len("eval_"):]: v for k, v in result["metrics"].items() if k.startswith("eval_")}
     if "psnr_teacher" not in metrics and setup.teacher_checkpoint.is_dir() and out != setup.teacher_dir:
@@ -189,11 +190,11 @@ def default_work(out_json: Path) -> Path:
 
 
 def run_distill_bench(out_json: str | Path, quick: bool = False, work: str | Path | None = None,
-                      seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+                      seed: int = 0, device: str = "cpu", progress: bool = False) -> dict[str, Any]:
     """Train teacher, scratch and distilled students; write and return the results."""
     out_json = Path(out_json)
     scale = SCALES["quick" if quick else "full"]
-    setup = BenchSetup(Path(work) if work else default_work(out_json), scale, seed, device)
+    setup = BenchSetup(Path(work) if work else default_work(out_json), scale, seed, device, progress)
     steps = f"train.steps={scale.student_steps}"
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}
@@ -201,7 +202,7 @@ def run_distill_bench(out_json: str | Path, quick: bool = False, work: str | Pat
 
     log.info("bench distill: scratch student (%d steps on %d labelled pairs)", scale.student_steps, scale.labelled)
     run = run_recipe(setup, TEACHER_RECIPE, setup.work / "scratch",
-                     [steps, *SCRATCH_OVERRIDES, f"data.max_train={scale.labelled}"], "train")
+                     [steps, *SCRATCH_OVERRIDES, f"data.max_train={scale.labelled}"], "train", role="student")
     results["scratch"], timings["scratch"] = run["metrics"], run["seconds"]
 
     log.info("bench distill: distilled student (%d steps, teacher targets on %d inputs)", scale.student_steps, scale.num)
@@ -236,11 +237,13 @@ def register_distill(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--work", default=None, help="folder for data and runs (default: next to --out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no training progress display")
     p.set_defaults(func=run_bench_distill)
 
 
 def run_bench_distill(args: argparse.Namespace) -> int:
-    report = run_distill_bench(args.out, quick=args.quick, work=args.work, seed=args.seed, device=args.device)
+    report = run_distill_bench(args.out, quick=args.quick, work=args.work, seed=args.seed, device=args.device,
+                               progress=args.progress)
     print(f"{'run':<10} {'psnr_gt':>8} {'ssim_gt':>8}")
     for name in ("teacher", "scratch", "distilled"):
         print(f"{name:<10} {report[name].get('psnr_gt', float('nan')):8.2f} {report[name].get('ssim_gt', float('nan')):8.4f}")

@@ -283,8 +283,30 @@ def environment() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ the run
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _resolve_threads(threads: int) -> int:
-    return threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return threads or _cores()
+
+
+def cap_threads(threads: list[int]) -> tuple[list[int], str | None]:
+    """Thread counts up to this machine's cores (0 = all), and a note when any was capped.
+
+    More intra-op threads than cores only measures oversubscription: the counts above the cores are
+    measured at the cores, once.
+    """
+    cores = _cores()
+    resolved = [_resolve_threads(t) for t in threads]
+    capped = list(dict.fromkeys(min(t, cores) for t in resolved))
+    over = [t for t in resolved if t > cores]
+    note = None
+    if over:
+        note = (f"threads {', '.join(map(str, over))} exceed this machine's {cores} cores; measured at "
+                f"{', '.join(map(str, capped))}")
+        log.warning("%s", note)
+    return capped, note
 
 
 def _macs_at(bundle: Bundle, res: int) -> tuple[int, int | None, list[Any] | None]:
@@ -363,8 +385,9 @@ def benchmark_latency(bundle_dirs: list[str | Path], out: str | Path, cfg: Laten
         models[b.name] = {"bundle": str(b.path), "name": b.manifest.name, "arch": b.manifest.arch,
                           "task": b.manifest.task, "macs": macs, "graph_macs": graph_macs,
                           "manifest_macs": b.manifest.macs,
-                          "params": b.manifest.params, "is_teacher": b.name == teacher_name}
-    threads_list = [_resolve_threads(t) for t in cfg.threads]
+                          "params": b.manifest.params, "is_teacher": b.name == teacher_name,
+                          "role": b.manifest.role or ("teacher" if b.name == teacher_name else None)}
+    threads_list, threads_note = cap_threads(cfg.threads)
     for backend in cfg.backends:
         for b in bundles:
             for threads in [threads_list[0]] if backend in GPU_BACKENDS else threads_list:
@@ -385,7 +408,8 @@ def benchmark_latency(bundle_dirs: list[str | Path], out: str | Path, cfg: Laten
         "schema": SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(),
-        "settings": {"res": cfg.res, "batches": cfg.batches, "threads": threads_list, "backends": cfg.backends,
+        "settings": {"res": cfg.res, "batches": cfg.batches, "threads": threads_list, "threads_note": threads_note,
+                     "backends": cfg.backends,
                      "warmup_s": cfg.warmup_s, "min_runs": cfg.min_runs, "min_time_s": cfg.min_time_s,
                      "max_runs": cfg.max_runs, "timing": "trtexec-style: timed warm-up, then >= min_runs "
                      "and >= min_time_s of timed end-to-end calls; median first"},
@@ -418,20 +442,20 @@ def add_speedups(results: list[dict[str, Any]], models: dict[str, dict[str, Any]
 
 def _predict(bundles: list[Bundle], costs_by_model: dict[str, Any], results: list[dict[str, Any]],
              cfg: LatencyConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Calibrate on this machine (ORT fp32, batch 1) and predict each model on each requested device."""
+    """Calibrate one η on this machine (ORT fp32, batch 1), validate it here, predict each model per device."""
     from benchmarks.devices import get_device
-    from benchmarks.roofline import calibrate, measure_host, predict
+    from benchmarks.roofline import calibrate, measure_host, predict, total_bytes, total_macs, validate
 
     devices = [get_device(d) for d in cfg.predict]
-    threads_list = sorted({_resolve_threads(t) for t in cfg.threads})
+    threads_list = sorted(cap_threads(cfg.threads)[0])
     hosts = {t: measure_host(t) for t in threads_list}
-    calibration: dict[str, Any] = {"host": {str(t): h for t, h in hosts.items()}, "efficiency": {}}
-    predictions: list[dict[str, Any]] = []
+    cells: list[dict[str, Any]] = []
+    totals: dict[str, tuple[int, int]] = {}
     for b in bundles:
         costs = costs_by_model.get(b.name)
         if not costs:
             continue
-        eff: dict[int, float] = {}
+        totals[b.name] = (total_macs(costs), total_bytes(costs))
         for t in threads_list:
             measured = next((r["median_ms"] for r in results if r["model"] == b.name and r["backend"] == "ort"
                              and r["threads"] == t and r["batch"] == 1), None)
@@ -439,18 +463,26 @@ def _predict(bundles: list[Bundle], costs_by_model: dict[str, Any], results: lis
                 try:
                     measured = measure_cell(b, "ort", t, 1, cfg)["median_ms"]
                 except Skip as exc:
-                    log.warning("cannot calibrate %s: %s", b.name, exc)
+                    log.warning("cannot calibrate on %s: %s", b.name, exc)
                     continue
-            eff[t] = calibrate(costs, measured, hosts[t])
-        if not eff:
-            continue
-        calibration["efficiency"][b.name] = {str(t): e for t, e in eff.items()}
-        best_t = max(eff)
+            cells.append({"model": b.name, "threads": t, "macs": totals[b.name][0], "bytes": totals[b.name][1],
+                          "measured_ms": measured, "host": hosts[t]})
+    efficiency = calibrate([(c["macs"], c["bytes"], c["measured_ms"], c["host"]) for c in cells])
+    calibration: dict[str, Any] = {
+        "host": {str(t): h for t, h in hosts.items()},
+        "efficiency": efficiency,
+        "efficiency_rule": "median over the measured ORT fp32 batch-1 cells of roofline bound / measured time, "
+                           "capped at 1; one value for every model and device",
+        "validation": validate(cells, efficiency) if cells and efficiency == efficiency else [],
+    }
+    predictions: list[dict[str, Any]] = []
+    if not cells or efficiency != efficiency:  # NaN: nothing measured to calibrate on
+        return calibration, predictions
+    for name, (macs, nbytes) in totals.items():
         for dev in devices:
-            for t in (threads_list if dev.kind == "cpu" else [best_t]):
-                row = predict(costs, dev, eff.get(t, eff[best_t]), threads=t if dev.kind == "cpu" else None)
-                row.update({"model": b.name, "batch": 1, "res": cfg.res, "calibrated_threads": t,
-                            "measured_ms": None})
+            for t in (threads_list if dev.kind == "cpu" else [None]):
+                row = predict(macs, nbytes, dev, efficiency, threads=t)
+                row.update({"model": name, "batch": 1, "res": cfg.res, "measured_ms": None})
                 predictions.append(row)
     return calibration, predictions
 
@@ -470,8 +502,11 @@ def format_latency_table(report: dict[str, Any]) -> str:
     if has_teacher:
         head += ["speedup", "MAC ratio"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    from benchmarks.plots import model_label
+
     for r in report["results"]:
-        name = r["model"] + (" (teacher)" if r["model"] == report.get("teacher") else "")
+        name = model_label(r["model"], report["models"].get(r["model"], {}).get("role")
+                           or ("teacher" if r["model"] == report.get("teacher") else None))
         cells = [name, r["backend"], str(r["threads"] or "-"), str(r["batch"]), _fmt(r["median_ms"]),
                  _fmt(r["mean_ms"]), _fmt(r["p90_ms"]), _fmt(r["p95_ms"]), _fmt(r["p99_ms"]),
                  _fmt(r["throughput_ips"], ".1f"), str(r["runs"])]
@@ -483,14 +518,23 @@ def format_latency_table(report: dict[str, Any]) -> str:
         lines += [f"- {k['model']} / {k['backend']}: {k['reason']}" for k in report["skipped"]]
     if report.get("predictions"):
         lines += ["", "Roofline predictions (labelled predicted; calibrated on this machine, batch 1):", "",
-                  "| model | device | precision | threads | predicted ms | ideal ms | efficiency | measured ms |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| model | device | precision | threads | predicted ms | roofline bound ms | bound by | efficiency | measured ms |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for p in report["predictions"]:
             lines.append(f"| {p['model']} | {p['device']} | {p['precision']} | {p['threads'] or '-'} | "
-                         f"{_fmt(p['predicted_ms'])} ({p['label']}) | {_fmt(p['ideal_ms'])} | "
+                         f"{_fmt(p['predicted_ms'])} ({p['label']}) | {_fmt(p['ideal_ms'])} | {p.get('bound', '-')} | "
                          f"{_fmt(p['efficiency'], '.3f')} | {_fmt(p['measured_ms'])} |")
+        validation = (report.get("calibration") or {}).get("validation") or []
+        if validation:
+            lines += ["", "The same model on this machine (validation: how much of each measured time the roofline "
+                      "explains; a ratio far above 1 is per-operator overhead it does not model):", "",
+                      "| model | threads | measured ms | predicted ms | measured / predicted |", "|---|---|---|---|---|"]
+            lines += [f"| {v['model']} | {v['threads']} | {_fmt(v['measured_ms'])} | {_fmt(v['predicted_ms'])} | "
+                      f"{_fmt(v['measured_over_predicted'], '.2f')} |" for v in validation]
     lines += ["", f"Environment: {env['cpu_model']} ({env['cpu_count']} CPUs), {env['os']}, Python {env['python']}, "
               f"onnxruntime {env['onnxruntime']} ({', '.join(env['onnxruntime_providers'])}), torch {env['torch']}, "
               f"tensorrt {env['tensorrt'] or 'absent'}, GPU {env['gpu'] or 'none'}.",
               f"Timing: warm-up {s['warmup_s']} s, >= {s['min_runs']} runs and >= {s['min_time_s']} s per cell."]
+    if s.get("threads_note"):
+        lines.append(f"Threads: {s['threads_note']}.")
     return "\n".join(lines) + "\n"

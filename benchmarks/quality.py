@@ -403,7 +403,7 @@ def _json_value(x: float | None) -> float | None:
 
 def evaluate_models(
     models: list[str], data: str | Path, out: str | Path, *, layout: str = "aligned", phase: str = "test",
-    direction: str = "AtoB", teacher: str | None = None, res: int | None = 256, num: int | None = None,
+    direction: str = "AtoB", teacher: str | None = None, res: int | None = None, num: int | None = None,
     batch_size: int = 8, weights_path: str | Path | None = None, cache_dir: str | Path | None = None,
     seg_model: str | None = None, num_classes: int | None = None, seed: int = 0,
     kid_subset_size: int = 1000, is_splits: int = 10,
@@ -431,6 +431,12 @@ def evaluate_models(
     if count < 2:
         raise ConfigError(f"{data} ({layout}, {phase}) has {len(dataset)} images; the quality benchmark needs 2+")
     paired = layout == "aligned"
+    # None: the data's own size (resizing 64 px data to 256 px changes every score); the report says which
+    native = list(dataset[0]["B"].shape[-2:])
+    size = {"res": res or (native[0] if native[0] == native[1] else native),
+            "res_source": "--res" if res else "the data's own size"}
+    if res is None:
+        log.info("evaluating at the data's own size, %s (give --res to resize)", "x".join(map(str, native)))
 
     weights = resolve_inception_weights(weights_path)
     inception_reason = None
@@ -508,7 +514,7 @@ def evaluate_models(
 
     report = {
         "schema": "slimgan-quality/1",
-        "data": {"root": str(data), "layout": layout, "phase": phase, "direction": direction, "res": res,
+        "data": {"root": str(data), "layout": layout, "phase": phase, "direction": direction, **size,
                  "images": count},
         "teacher": teacher,
         "inception": {"weights": str(weights) if weights else None,

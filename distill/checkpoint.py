@@ -34,6 +34,9 @@ FORMAT = "slimgan-checkpoint"
 FORMAT_VERSION = 1
 # Elements (parameters + buffers) a checkpoint may describe: 2 GB of fp32, 40x the largest zoo model.
 MAX_PARAMS = 500_000_000
+# What a checkpoint is, recorded in its provenance by whoever wrote it (``role``). Downstream names
+# (export rows, bundle manifests, latency tables) come from here, never from the command that ran.
+ROLES = ("teacher", "student", "discriminator")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -109,6 +112,26 @@ def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
             f"{path} has format_version {version}; this slimgan reads up to {FORMAT_VERSION}"
         )
     return config
+
+
+def checkpoint_role(source: str | Path | Mapping[str, Any]) -> str:
+    """``teacher``, ``student``, ``discriminator`` or ``model`` (unknown) from a checkpoint's provenance.
+
+    ``source`` is a checkpoint directory or its parsed ``config.json``. Checkpoints written before
+    roles were recorded are classified from what their provenance says: distilled from a teacher
+    -> student; imported from a reference ``.pth`` -> teacher.
+    """
+    config = read_checkpoint_config(source) if isinstance(source, str | Path) else source
+    prov = config.get("provenance") or {}
+    if prov.get("role") in ROLES:
+        return str(prov["role"])
+    if model_info(config["arch"]).role == "discriminator":
+        return "discriminator"
+    if prov.get("teacher") or prov.get("teacher_sha256"):
+        return "student"
+    if prov.get("imported_from"):
+        return "teacher"
+    return "model"
 
 
 # Element sizes of the safetensors dtypes torch can hold.
@@ -321,43 +344,74 @@ def read_training_state(path: str | Path, device: str | torch.device = "cpu") ->
     return dict(state)
 
 
-def import_reference(path: str | Path, arch: str | None, out: str | Path, **kwargs: Any) -> Path:
+def import_reference(
+    path: str | Path, arch: str | None, out: str | Path, role: str | None = None, **kwargs: Any
+) -> Path:
     """Convert a reference ``.pth`` (pix2pix/CycleGAN, GAN Compression, CAT, OMGD, pytorch/examples) into a checkpoint.
 
     ``arch=None``: the architecture and every width are inferred from the keys and shapes
     (:mod:`distill.infer_arch`); two fitting families are an error naming both. With ``arch`` given,
     unspecified widths are still read off the file and the result must fit it key for key: the error
-    names the first key that disagrees. ``config.json`` provenance records what was inferred and the
-    source repository's pixel convention (:mod:`distill.conventions`).
+    names the first key that disagrees. ``config.json`` provenance records what was inferred, the
+    source repository's pixel convention (:mod:`distill.conventions`) and what was dropped.
+
+    ``role`` (recorded in the provenance): ``teacher`` by default for a generator, since a reference
+    model is what one distills from; ``student`` for a reference model one means to deploy as is.
     """
     from distill.conventions import convention_for_family
     from distill.infer_arch import first_disagreement, infer_architecture, infer_candidates
 
-    state = read_reference_state_dict(path)
+    raw = read_reference_state_dict(path)
     if arch is None:
-        inferred = infer_architecture(state, source=str(path))
+        inferred = infer_architecture(raw, source=str(path))
         arch, resolved, how = inferred.arch, {**inferred.kwargs, **kwargs}, "inferred from keys and shapes"
     else:
-        matches = [c for c in infer_candidates(state) if c.arch == arch]
+        matches = [c for c in infer_candidates(raw) if c.arch == arch]
         inferred = matches[0] if matches else None
         resolved = {**(inferred.kwargs if inferred else {}), **kwargs}
         how = "given (--arch) and checked against the keys and shapes"
     info = model_info(arch)
     model = create_model(arch, **resolved)
-    state = patch_instance_norm_state_dict(model, state)
+    state = patch_instance_norm_state_dict(model, raw)
     problem = first_disagreement(model.state_dict(), state)
     if problem:
         args = ", ".join(f"{k}={v}" for k, v in model.slimgan_config["kwargs"].items() if k != "config" or isinstance(v, str))
         raise CheckpointError(f"{path} is not {arch}({args}): {problem}; check --arch and the widths")
     load_state_dict_checked(model, state, source=str(path))
+    dropped = sorted(set(raw) - set(state))
+    kinds: dict[str, int] = {}
+    for key in dropped:
+        kinds[key.rsplit(".", 1)[-1]] = kinds.get(key.rsplit(".", 1)[-1], 0) + 1
     provenance: dict[str, Any] = {
         "imported_from": str(Path(path).resolve()),
         "source_sha256": file_sha256(path),
         "reference": info.reference,
+        "role": role or ("discriminator" if info.role == "discriminator" else "teacher"),
         "architecture": how,
         "convention": convention_for_family(info.family, info.value_range),
+        "import": {
+            "source_keys": len(raw), "kept_keys": len(state), "dropped_keys": len(dropped),
+            "dropped_by_name": kinds,
+            "dropped_reason": "InstanceNorm buffers the model does not keep "
+                              "(running_mean / running_var / num_batches_tracked), dropped as the reference's loader does",
+        },
     }
     if inferred is not None:
         provenance["inferred"] = inferred.to_dict()
         provenance["inferred_summary"] = inferred.summary()
     return save_checkpoint(model, out, provenance=provenance)
+
+
+def import_summary(directory: str | Path) -> str:
+    """One line on what :func:`import_reference` kept and dropped, from the checkpoint's provenance."""
+    prov = read_checkpoint_config(directory).get("provenance") or {}
+    imp = prov.get("import") or {}
+    if not imp:
+        return f"{directory}: not an imported checkpoint"
+    line = f"kept {imp['kept_keys']} of {imp['source_keys']} keys"
+    if imp["dropped_keys"]:
+        names = ", ".join(f"{k} x{v}" for k, v in sorted(imp["dropped_by_name"].items()))
+        line += f"; dropped {imp['dropped_keys']} InstanceNorm buffers the model does not keep ({names})"
+    else:
+        line += "; dropped none"
+    return line

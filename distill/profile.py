@@ -93,3 +93,38 @@ def describe(model: nn.Module, res: int = 256) -> dict[str, Any]:
         "gmacs": round(macs / 1e9, 4),
         "mparams": round(count_params(model) / 1e6, 4),
     }
+
+
+@torch.no_grad()
+def list_layers(model: nn.Module, res: int = 256) -> list[dict[str, Any]]:
+    """Every named module with its type, output shape at ``res`` (batch 1) and own parameter count.
+
+    The ``path`` values are what ``feature_kd`` / ``channel_distill`` / ``kernel_alignment`` recipes
+    name in ``layers`` (forward hooks are registered by module path).
+    """
+    shapes: dict[str, list[int] | None] = {}
+    handles = []
+    for path, module in model.named_modules():
+        if not path:
+            continue
+
+        def hook(_m, _inp, out, path=path):
+            shapes[path] = list(out.shape) if isinstance(out, torch.Tensor) else None
+
+        handles.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        model(example_input(model, res=res))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    layers = []
+    for path, module in model.named_modules():
+        if not path:
+            continue
+        layers.append({"path": path, "type": type(module).__name__, "output_shape": shapes.get(path),
+                       "params": sum(p.numel() for p in module.parameters(recurse=False)),
+                       "leaf": not any(True for _ in module.children())})
+    return layers

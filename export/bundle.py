@@ -8,6 +8,7 @@ and finally ``manifest.json``, ``parity.json``, ``speed.json`` (and a Triton rep
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -143,7 +144,7 @@ def export_bundle(
     ``optimize``: apply the exact graph rewrites of :mod:`export.optimize` to ``model.onnx`` (and to the
     teacher graph it is timed against); ``False`` ships the graph as exported and simplified.
     """
-    from distill.checkpoint import load_checkpoint
+    from distill.checkpoint import checkpoint_role, load_checkpoint
     from distill.profile import count_macs, count_params
 
     if trt:
@@ -158,6 +159,10 @@ def export_bundle(
     threads = int(threads or SPEED_THREADS)
 
     model = load_checkpoint(checkpoint).eval()
+    # Rows, files and reports name the model by what its checkpoint says it is, not by the command.
+    role = checkpoint_role(model.slimgan_checkpoint["config"])
+    if role == "model" and teacher is not None:  # no recorded role, but it is exported against a teacher
+        role = "student"
     info, kwargs, sample_shape = _input_spec(model, height, width)
     convention = model_convention(model, info)
     in_range = input_range(convention, info)
@@ -181,7 +186,7 @@ def export_bundle(
     ref = _torch_run(model, x)
     rows: list[dict[str, Any]] = []
     if check:
-        rows.append(compare("student: torch vs onnx fp32", _ort_run(onnx_path, x, threads), ref, "fp32", data_range=out_span))
+        rows.append(compare(f"{role}: torch vs onnx fp32", _ort_run(onnx_path, x, threads), ref, "fp32", data_range=out_span))
 
     # 2. fp16 ----------------------------------------------------------------------------------
     if fp16:
@@ -190,7 +195,7 @@ def export_bundle(
         convert_file(onnx_path, out / FILES["fp16"])
         files["fp16"] = FILES["fp16"]
         if check:
-            rows.append(compare("student: torch vs onnx fp16", _ort_run(out / FILES["fp16"], x, threads), ref, "fp16", data_range=out_span))
+            rows.append(compare(f"{role}: torch vs onnx fp16", _ort_run(out / FILES["fp16"], x, threads), ref, "fp16", data_range=out_span))
 
     # 3. int8 ----------------------------------------------------------------------------------
     if int8:
@@ -203,7 +208,7 @@ def export_bundle(
         quantize_int8(onnx_path, out / FILES["int8"], samples, exported.input_name)
         files["int8"] = FILES["int8"]
         if check:
-            rows.append(compare("student: torch vs onnx int8", _ort_run(out / FILES["int8"], x, threads), ref, "int8", data_range=out_span))
+            rows.append(compare(f"{role}: torch vs onnx int8", _ort_run(out / FILES["int8"], x, threads), ref, "int8", data_range=out_span))
 
     # 4. TensorRT ------------------------------------------------------------------------------
     engine = None
@@ -224,7 +229,7 @@ def export_bundle(
         if check:
             trt_x = x[: max(bmin, min(parity_batch, bmax))]
             trt_out = EngineRunner(engine.path)(trt_x)
-            rows.append(compare(f"student: torch vs tensorrt ({engine.mode})", trt_out, ref[: len(trt_x)], "fp16" if fp16 else "fp32",
+            rows.append(compare(f"{role}: torch vs tensorrt ({engine.mode})", trt_out, ref[: len(trt_x)], "fp16" if fp16 else "fp32",
                                 data_range=out_span))
 
     # 5. Teacher --------------------------------------------------------------------------------
@@ -251,11 +256,12 @@ def export_bundle(
     if check:
         speed = _measure_speed(
             out, model, teacher_model, info.input_kind, sample_shape, bopt, opset, threads, macs, params, teacher_info, files, engine, notes,
-            rounds=speed_rounds, block_s=speed_block_s, optimize=optimize, student_export=exported,
+            rounds=speed_rounds, block_s=speed_block_s, optimize=optimize, student_export=exported, role=role,
         )
 
     # 7. Manifest and reports ------------------------------------------------------------------
-    manifest = _manifest(model, info, kwargs, exported, files, opset, macs, params, bmax, sample_shape, convention)
+    manifest = dataclasses.replace(_manifest(model, info, kwargs, exported, files, opset, macs, params, bmax,
+                                             sample_shape, convention), role=role)
     manifest.save(out)
     parity_doc = {
         "rows": rows,
@@ -327,18 +333,22 @@ def _manifest(model, info, kwargs, exported, files, opset, macs, params, bmax, s
 
 def _measure_speed(
     out, model, teacher_model, input_kind, sample_shape, batch, opset, threads, macs, params, teacher_info, files, engine, notes, rounds, block_s,
-    optimize=True, student_export=None,
+    optimize=True, student_export=None, role="student",
 ) -> dict[str, Any]:
     """Side-by-side latency rows (see export.speed). Returns the ``speed.json`` document."""
     import onnxruntime as ort
 
-    from export.speed import compare_onnx, interleaved, onnx_runner, speed_row
+    from export.speed import compare_onnx, speed_row
 
     x = make_inputs(input_kind, sample_shape, batch, seed=2)
     student_info = {"macs": macs, "params": params, "arch": model.slimgan_config["arch"]}
     with tempfile.TemporaryDirectory(prefix="slimgan-speed-") as tmp:
-        student_graph, teacher_graph, graph_note = _speed_graphs(out, teacher_model, x, input_kind, opset, Path(tmp), optimize, student_export)
-        rows = compare_onnx(student_graph, teacher_graph, x, threads, student_info, teacher_info, rounds=rounds, min_time_s=block_s)
+        student_graph, teacher_graph, graph_note = _speed_graphs(out, teacher_model, x, input_kind, opset, Path(tmp), optimize,
+                                                                 student_export, role)
+        # int8 is timed in the same interleave as fp32 (and the teacher): each graph is measured once.
+        variants = {"int8": out / files["int8"]} if "int8" in files else None
+        rows = compare_onnx(student_graph, teacher_graph, x, threads, student_info, teacher_info, rounds=rounds,
+                            min_time_s=block_s, role=role, variants=variants)
         doc: dict[str, Any] = {
             "checked": True,
             "backend": "onnxruntime-cpu",
@@ -363,21 +373,15 @@ def _measure_speed(
             if cores != threads:
                 # The other common setting, for information: all cores of this machine.
                 more = compare_onnx(student_graph, teacher_graph, x, cores, student_info, teacher_info,
-                                    rounds=max(2, rounds // 2), min_time_s=block_s)
+                                    rounds=max(2, rounds // 2), min_time_s=block_s, role=role)
                 doc["by_threads"][str(cores)] = _speedup_entry(more)
             doc["mean_speedup"] = rows[1]["mean_ms"] / rows[0]["mean_ms"]
             doc["mac_ratio"] = teacher_info["macs"] / max(macs, 1)
             doc["param_ratio"] = teacher_info["params"] / max(params, 1)
         extra: dict[str, Any] = {}
-        if "int8" in files:
-            stats = interleaved(
-                {"fp32": onnx_runner(out / files["fp32"], x, threads), "int8": onnx_runner(out / files["int8"], x, threads)},
-                rounds=max(2, rounds // 2),
-                min_time_s=block_s,
-            )
-            rows.append(speed_row("student onnxruntime-cpu fp32 (model.onnx)", stats["fp32"], batch, macs, params, backend="onnxruntime-cpu", threads=threads, graph=files["fp32"]))
-            rows.append(speed_row("student onnxruntime-cpu int8 (model.int8.onnx)", stats["int8"], batch, macs, params, backend="onnxruntime-cpu", threads=threads, graph=files["int8"]))
-            extra["int8_speedup_vs_fp32"] = stats["fp32"]["median_ms"] / stats["int8"]["median_ms"]
+        if variants:
+            int8_row = next(r for r in rows if r.get("precision") == "int8")
+            extra["int8_speedup_vs_fp32"] = rows[0]["median_ms"] / int8_row["median_ms"]
         if "CUDAExecutionProvider" in ort.get_available_providers():
             rows += compare_onnx(
                 out / files["fp32"],
@@ -390,6 +394,7 @@ def _measure_speed(
                 min_time_s=block_s,
                 providers=["CUDAExecutionProvider"],
                 backend="onnxruntime-cuda",
+                role=role,
             )
         if engine is not None:
             from export.runtime import time_session
@@ -397,7 +402,7 @@ def _measure_speed(
 
             runner = EngineRunner(engine.path)
             stats = time_session(lambda: runner(x))
-            rows.append(speed_row(f"student tensorrt ({engine.mode})", stats, batch, macs, params, backend="tensorrt", note="includes host<->device copies"))
+            rows.append(speed_row(f"{role} tensorrt ({engine.mode})", stats, batch, macs, params, backend="tensorrt", note="includes host<->device copies"))
         doc.update(extra)
     if teacher_info is None:
         notes.append("no --teacher: speed.json has no speedup")
@@ -410,15 +415,16 @@ def _speedup_entry(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _speed_graphs(
-    out: Path, teacher_model, x: np.ndarray, input_kind: str, opset: int, tmp: Path, optimize: bool, student_export
+    out: Path, teacher_model, x: np.ndarray, input_kind: str, opset: int, tmp: Path, optimize: bool, student_export,
+    role: str = "student",
 ) -> tuple[Path, Path | None, dict[str, Any]]:
     """The graphs timed side by side: the shipped ``model.onnx`` and the teacher through the same pipeline."""
     student_graph = out / "model.onnx"
     teacher_graph = None
     doc: dict[str, Any] = {
-        "student": "model.onnx (the shipped graph: dynamic axes, onnxsim"
+        role: "model.onnx (the shipped graph: dynamic axes, onnxsim"
         + (", slimgan graph optimisation)" if optimize else ", no graph optimisation)"),
-        "student_passes": list(student_export.optimized) if student_export is not None else [],
+        f"{role}_passes": list(student_export.optimized) if student_export is not None else [],
     }
     if teacher_model is not None:
         teacher_graph = tmp / "teacher.onnx"

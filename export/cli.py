@@ -19,9 +19,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Writes BUNDLE/model.onnx (+ model.fp16.onnx, model.int8.onnx, model.plan), manifest.json, "
         "parity.json and speed.json. Exits 1 when a parity check fails.",
     )
-    p.add_argument("checkpoint", metavar="CKPT", help="student checkpoint directory")
+    p.add_argument("checkpoint", metavar="CKPT",
+                   help="generator checkpoint directory (a distilled student, or a teacher to deploy on its own); "
+                        "reports name it by the role its provenance records")
     p.add_argument("--out", required=True, metavar="BUNDLE", help="bundle directory to write")
     p.add_argument("--teacher", metavar="CKPT", help="teacher checkpoint: student-vs-teacher parity and speedup")
+    p.add_argument("--teacher-bundle", metavar="DIR",
+                   help="also export the --teacher checkpoint into its own bundle DIR (same options), to serve or "
+                        "benchmark it")
     p.add_argument("--res", type=int, help="square input side for checks and speed (default 256)")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
@@ -44,14 +49,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_export)
 
 
-def run_export(args: argparse.Namespace) -> int:
-    from export.bundle import export_bundle
+def _print_result(result, as_json: bool) -> None:
     from export.parity import format_table
 
-    result = export_bundle(
-        args.checkpoint,
-        args.out,
-        teacher=args.teacher,
+    if as_json:
+        print(json.dumps({"bundle": str(result.bundle), "role": result.manifest.role, "ok": result.ok,
+                          "parity": result.parity, "speed": result.speed}, indent=2))
+        return
+    print(f"bundle: {result.bundle} ({result.manifest.role or 'model'}; {', '.join(result.manifest.files.values())})")
+    if result.parity:
+        print(format_table(result.parity))
+    speed = result.speed
+    for row in speed.get("rows", []):
+        print(f"{row['name']:<48} median {row['median_ms']:9.2f} ms  p90 {row['p90_ms']:9.2f} ms  {row['throughput']:8.2f} img/s")
+    if speed.get("speedup") is not None:
+        print(f"speedup (teacher median / student median): {speed['speedup']:.2f}x at {speed['threads']} thread(s)"
+              f"   MAC ratio: {speed['mac_ratio']:.2f}x")
+        for n, entry in speed.get("by_threads", {}).items():
+            if int(n) != speed["threads"]:
+                print(f"  at {n} threads: teacher {entry['teacher_median_ms']:.2f} ms, student "
+                      f"{entry['student_median_ms']:.2f} ms, speedup {entry['speedup']:.2f}x")
+    if speed.get("int8_speedup_vs_fp32") is not None:
+        print(f"int8 vs fp32 (same measurement): {speed['int8_speedup_vs_fp32']:.2f}x")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from distill.errors import ConfigError
+    from export.bundle import export_bundle
+    from export.pair import export_pair
+
+    options = dict(
         res=args.res,
         height=args.height,
         width=args.width,
@@ -67,24 +94,16 @@ def run_export(args: argparse.Namespace) -> int:
         speed_rounds=max(1, args.speed_rounds),
         optimize=args.optimize,
     )
-    if args.json:
-        print(json.dumps({"bundle": str(result.bundle), "ok": result.ok, "parity": result.parity, "speed": result.speed}, indent=2))
+    if args.teacher_bundle:
+        if not args.teacher:
+            raise ConfigError("--teacher-bundle needs --teacher CKPT (the checkpoint to export into it)")
+        results = export_pair(args.checkpoint, args.out, args.teacher, args.teacher_bundle, **options)
     else:
-        print(f"bundle: {result.bundle} ({', '.join(result.manifest.files.values())})")
-        if result.parity:
-            print(format_table(result.parity))
-        speed = result.speed
-        for row in speed.get("rows", []):
-            print(f"{row['name']:<48} median {row['median_ms']:9.2f} ms  p90 {row['p90_ms']:9.2f} ms  {row['throughput']:8.2f} img/s")
-        if speed.get("speedup") is not None:
-            print(f"speedup (teacher median / student median): {speed['speedup']:.2f}x at {speed['threads']} thread(s)"
-                  f"   MAC ratio: {speed['mac_ratio']:.2f}x")
-            for n, entry in speed.get("by_threads", {}).items():
-                if int(n) != speed["threads"]:
-                    print(f"  at {n} threads: teacher {entry['teacher_median_ms']:.2f} ms, student "
-                          f"{entry['student_median_ms']:.2f} ms, speedup {entry['speedup']:.2f}x")
-    if not result.ok:
-        names = ", ".join(r["name"] for r in result.failed)
-        print(f"slimgan export: parity check failed: {names}", file=sys.stderr)
+        results = (export_bundle(args.checkpoint, args.out, teacher=args.teacher, **options),)
+    for result in results:
+        _print_result(result, args.json)
+    failed = [r["name"] for result in results for r in result.failed]
+    if failed:
+        print(f"slimgan export: parity check failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0

@@ -89,6 +89,7 @@ class Manifest:
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     macs_input_shape: list[int] | None = None  # the (batch 1) input shape ``macs`` was counted at
     source_convention: dict[str, Any] = field(default_factory=dict)  # distill.conventions: the source repo's pixels
+    role: str = ""  # what the source checkpoint is (its provenance): teacher | student | model
     created: str = ""
     slimgan_version: str = ""
     format: str = BUNDLE_FORMAT

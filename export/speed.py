@@ -73,17 +73,32 @@ def compare_onnx(
     min_time_s: float = 0.5,
     providers: list[str] | None = None,
     backend: str = "onnxruntime-cpu",
+    role: str = "student",
+    variants: dict[str, str | Path] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows for the student (and the teacher, when given) timed side by side on one ORT backend."""
-    fns = {"student": onnx_runner(student, x, threads, providers)}
+    """Rows for the exported model (and the teacher, when given) timed side by side on one ORT backend.
+
+    ``role`` names the exported model (``student``, or ``teacher`` when a teacher is exported on its
+    own). ``variants`` (``{"int8": path}``) are other graphs of the same model timed in the same
+    interleave, so that every graph is measured once and every ratio comes from one measurement.
+    The first row is the exported model's, the second the teacher's (when given), then the variants.
+    """
+    graphs = {"model": Path(student)}
     if teacher is not None:
-        fns["teacher"] = onnx_runner(teacher, x, threads, providers)
-    stats = interleaved(fns, rounds=rounds, min_time_s=min_time_s)
+        graphs["teacher"] = Path(teacher)
+    graphs.update({f"variant:{k}": Path(v) for k, v in (variants or {}).items()})
+    stats = interleaved({k: onnx_runner(p, x, threads, providers) for k, p in graphs.items()},
+                        rounds=rounds, min_time_s=min_time_s)
     rows = [
-        speed_row(f"student {backend}", stats["student"], x.shape[0], backend=backend, threads=threads, role="student", graph=str(Path(student).name), **student_info)
+        speed_row(f"{role} {backend}", stats["model"], x.shape[0], backend=backend, threads=threads, role=role, graph=graphs["model"].name, **student_info)
     ]
     if teacher is not None and teacher_info is not None:
         rows.append(
-            speed_row(f"teacher {backend}", stats["teacher"], x.shape[0], backend=backend, threads=threads, role="teacher", graph=str(Path(teacher).name), **teacher_info)
+            speed_row(f"teacher {backend}", stats["teacher"], x.shape[0], backend=backend, threads=threads, role="teacher", graph=graphs["teacher"].name, **teacher_info)
         )
+    for key, path in graphs.items():
+        if key.startswith("variant:"):
+            variant = key.split(":", 1)[1]
+            rows.append(speed_row(f"{role} {backend} {variant} ({path.name})", stats[key], x.shape[0], backend=backend,
+                                  threads=threads, role=role, graph=path.name, precision=variant, **student_info))
     return rows

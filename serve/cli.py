@@ -43,6 +43,8 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "max_count": {"type": int, "help": "most images per generate request (default 16)"},
     "dummy_delay_ms": {"type": float, "help": "dummy backend: simulated compute per batch in ms (for tests)"},
     "log_level": {"help": "uvicorn log level (default info)"},
+    "access_log": {"action": "store_true",
+                   "help": "log one uvicorn access line per request: client, method, path, status (default off)"},
 }
 
 
@@ -90,7 +92,7 @@ def run_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.graceful_timeout_s) or None,
-        access_log=False,
+        access_log=settings.access_log,
         limit_concurrency=settings.limit_concurrency,
     )
     if settings.workers > 1:

@@ -59,6 +59,8 @@ class ServeSettings(BaseSettings):
         30.0, ge=0, description="how long shutdown waits for in-flight requests"
     )
     log_level: str = "info"
+    access_log: bool = Field(False, description="one uvicorn access-log line per request (client, method, "
+                                                "path, status); off by default")
 
     @field_validator("api_key")
     @classmethod

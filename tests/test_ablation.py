@@ -33,7 +33,7 @@ def test_bench_ablation_tiny(tmp_path, capsys):
         test = build_dataset("aligned", runs / "data", "test", transform=TransformConfig(train=False))
         a = torch.stack([test[i]["A"] for i in range(16)])
         s = load_checkpoint(runs / "scratch" / "student")(a).clamp(-1, 1)
-        t = load_checkpoint(runs / "teacher" / "student")(a).clamp(-1, 1)
+        t = load_checkpoint(runs / "teacher" / "teacher")(a).clamp(-1, 1)
     assert rows["scratch"]["psnr_teacher"] == pytest.approx(psnr(s, t), abs=1e-3)
     assert report["teacher_steps"] == 2 and report["steps"] == 2
     table = out.with_suffix(".md").read_text()

@@ -78,9 +78,13 @@ def test_latency_predictions_are_labelled_predicted(bundles, tmp_path) -> None:
     host = report["calibration"]["host"]["1"]
     assert host["peak_gflops"] > 0 and host["bandwidth_gbs"] > 0
     assert "(predicted)" in (out / "latency.md").read_text()
-    # a slimmer model is predicted faster on every device
-    by = {(p["model"], p["device"]): p["ideal_ms"] for p in preds}
+    # a slimmer model is predicted faster on every device, by one efficiency for both, validated here
+    by = {(p["model"], p["device"]): p["predicted_ms"] for p in preds}
     assert by[("student", "orin-nano")] < by[("teacher", "orin-nano")]
+    assert by[("student", "phone-cpu")] < by[("teacher", "phone-cpu")]
+    assert 0 < report["calibration"]["efficiency"] <= 1
+    assert {v["model"] for v in report["calibration"]["validation"]} == {"teacher", "student"}
+    assert "measured / predicted" in (out / "latency.md").read_text()
 
 
 def test_unknown_backend_and_device_are_user_errors(bundles, tmp_path, capsys) -> None:
@@ -108,17 +112,57 @@ def test_onnx_layer_costs_match_torch_mac_counter(tmp_path) -> None:
 
 
 def test_roofline_formula_and_device_table() -> None:
+    # compute side: 2e9 FLOP / 1e12 = 2 ms; memory side: 1e9 B / 1e11 = 10 ms -> memory-bound, 10 ms
+    assert roofline.ideal_time_s(10**9, 10**9, 1e12, 1e11) == pytest.approx(0.010)
+    assert roofline.bound(10**9, 10**9, 1e12, 1e11) == "memory"
+    assert roofline.bound(10**10, 10**6, 1e12, 1e11) == "compute"
     costs = [roofline.LayerCost("conv", "Conv", macs=10**9, weight_bytes=0, activation_bytes=10**6),
              roofline.LayerCost("add", "Add", macs=0, weight_bytes=0, activation_bytes=10**9)]
-    # compute-bound layer: 2e9 FLOP / 1e12 = 2 ms; memory-bound layer: 1e9 B / 1e11 = 10 ms
-    assert roofline.ideal_time_s(costs, 1e12, 1e11) == pytest.approx(0.002 + 0.010)
-    assert roofline.compute_bound_fraction(costs, 1e12, 1e11) == pytest.approx(2 / 12)
-    pred = roofline.predict(costs, "phone-cpu", efficiency=0.5, threads=2)
+    assert roofline.total_macs(costs) == 10**9 and roofline.total_bytes(costs) == 10**9 + 10**6
+    pred = roofline.predict(10**9, 10**9, "phone-cpu", efficiency=0.5, threads=2)
     phone = DEVICES["phone-cpu"]
-    expected = max(2e9 / (phone.peak_gflops["fp32"] * 1e9 / 2), 1e6 / 25.6e9) + 1e9 / 25.6e9
+    expected = max(2e9 / (phone.peak_gflops["fp32"] * 1e9 / 2), 1e9 / 25.6e9)
     assert pred["ideal_ms"] == pytest.approx(expected * 1e3)
     assert pred["predicted_ms"] == pytest.approx(pred["ideal_ms"] / 0.5) and pred["label"] == "predicted"
+    # an efficiency above 1 (a model "faster than ideal") is capped: nothing is predicted above peak
+    assert roofline.predict(10**9, 10**9, "phone-cpu", efficiency=1.7)["efficiency"] == 1.0
     assert {"jetson-nano", "xavier-nx", "orin-nano", "orin-agx", "phone-cpu"} <= set(DEVICES)
+
+
+@pytest.mark.parametrize("device", sorted(DEVICES))
+def test_roofline_is_monotone_capped_at_peak_and_thread_scaling_is_capped(device) -> None:
+    import random
+
+    rng = random.Random(0)
+    dev = DEVICES[device]
+    for _ in range(300):
+        eff = rng.uniform(0.01, 1.5)
+        t_macs, t_bytes = rng.randint(10**6, 10**11), rng.randint(10**5, 10**10)
+        s_macs, s_bytes = rng.randint(1, t_macs), rng.randint(1, t_bytes)  # smaller in both
+        for precision in dev.peak_gflops:
+            for threads in ([1, 2, 4, 8] if dev.kind == "cpu" else [None]):
+                t = roofline.predict(t_macs, t_bytes, dev, eff, precision=precision, threads=threads)
+                s = roofline.predict(s_macs, s_bytes, dev, eff, precision=precision, threads=threads)
+                assert s["predicted_ms"] <= t["predicted_ms"]
+                for p, macs in ((t, t_macs), (s, s_macs)):
+                    flops = 2 * macs / (p["predicted_ms"] / 1e3)
+                    assert flops <= dev.peak(precision, threads) * (1 + 1e-9)
+        if dev.kind == "cpu":
+            one = roofline.predict(t_macs, t_bytes, dev, eff, threads=1)["predicted_ms"]
+            for threads in (2, 4, 16):
+                many = roofline.predict(t_macs, t_bytes, dev, eff, threads=threads)["predicted_ms"]
+                assert one / many <= min(threads, dev.cores) * (1 + 1e-9)
+
+
+def test_roofline_calibration_is_one_capped_efficiency_and_validates_on_the_host() -> None:
+    host = {"peak_gflops": 100.0, "bandwidth_gbs": 10.0}
+    # ideal = max(2e9/1e11, 1e8/1e10) = 20 ms; measured 40 ms -> 0.5; a second cell at 0.25
+    eff = roofline.calibrate([(10**9, 10**8, 40.0, host), (10**9, 10**8, 80.0, host)])
+    assert eff == pytest.approx(0.375)
+    assert roofline.calibrate([(10**9, 10**8, 5.0, host)]) == 1.0  # "faster than ideal" is capped
+    rows = roofline.validate([{"model": "m", "threads": 1, "macs": 10**9, "bytes": 10**8, "measured_ms": 40.0,
+                               "host": host}], 0.5)
+    assert rows[0]["predicted_ms"] == pytest.approx(40.0) and rows[0]["measured_over_predicted"] == pytest.approx(1.0)
 
 
 def test_mac_ratio_follows_the_manifest_convention_at_the_bench_resolution(tmp_path) -> None:

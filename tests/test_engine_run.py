@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from distill import create_model, load_checkpoint, save_checkpoint
+from distill.checkpoint import checkpoint_role
 from distill.data import synthesize
 from distill.engine.config import load_config
 from distill.engine.loop import run_training
@@ -66,6 +67,7 @@ def test_run_writes_every_artifact_and_a_clean_student(assets, tmp_path):
     assert float(table[-1]["lr"]) == 0.0  # linear decay reaches zero at the last step
     assert result["best_metric"] == "psnr_gt"
     student = load_checkpoint(out / "student")
+    assert checkpoint_role(out / "student") == "student" and checkpoint_role(out / "best") == "student"
     # adapters belong to the distiller: the student checkpoint is exactly the architecture's state dict
     assert set(load_file(str(out / "student/model.safetensors"))) == set(create_model("resnet_6blocks", ngf=4).state_dict())
     assert student(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
@@ -133,5 +135,9 @@ def test_teacher_training_and_cyclegan_method(tmp_path):
     run_training(load_config(raw=raw), tmp_path / "cyc", kind="train")
     table = rows(tmp_path / "cyc/metrics.csv")
     assert {"G_GAN_A", "G_cycle_A", "G_idt_B", "D"} <= set(table[0])
-    for name in ("student", "generator_b", "discriminator", "discriminator_b"):
+    # a teacher run names its generator by what it is, and records the role in the provenance
+    assert not (tmp_path / "cyc" / "student").exists()
+    for name in ("teacher", "generator_b", "discriminator", "discriminator_b"):
         load_checkpoint(tmp_path / "cyc" / name)
+    assert checkpoint_role(tmp_path / "cyc" / "teacher") == "teacher"
+    assert checkpoint_role(tmp_path / "cyc" / "discriminator") == "discriminator"

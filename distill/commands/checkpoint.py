@@ -43,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--arch", help="registered architecture (default: inferred from the weights)")
     _add_arch_args(imp)
     imp.add_argument("--out", required=True, help="checkpoint directory to write")
+    imp.add_argument("--role", choices=["teacher", "student"], default=None,
+                     help="what the checkpoint is, recorded in its provenance (default: teacher for a generator)")
     imp.set_defaults(func=run_import)
 
     info = subparsers.add_parser("info", help="architecture, parameter count and MACs of a checkpoint or arch")
@@ -51,18 +53,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_arch_args(info)
     info.add_argument("--res", type=int, default=256, help="input side for MACs (default 256)")
     info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument("--layers", action="store_true",
+                      help="also list every module path with its type and output shape at --res (the names "
+                           "feature_kd / channel_distill / kernel_alignment take in `layers`)")
     info.set_defaults(func=run_info)
+
+    schema = subparsers.add_parser(
+        "schema", help="write configs/SCHEMA.md (every recipe key, type, default, meaning) from the config classes",
+        description="Regenerates the recipe schema from distill/engine/config.py and the loss / method registries "
+                    "(same as python -m distill.engine.schema).")
+    schema.add_argument("--out", default=None, help="file to write (default: configs/SCHEMA.md of this checkout)")
+    schema.add_argument("--check", action="store_true", help="exit 1 when the file is stale")
+    schema.set_defaults(func=run_schema)
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from distill.checkpoint import import_reference, read_checkpoint_config
+    from distill.checkpoint import checkpoint_role, import_reference, import_summary, read_checkpoint_config
 
-    out = import_reference(args.reference, args.arch, args.out, **_arch_kwargs(args))
+    out = import_reference(args.reference, args.arch, args.out, role=args.role, **_arch_kwargs(args))
     config = read_checkpoint_config(out)
     summary = config["provenance"].get("inferred_summary") or config["arch"]
     verb = "inferred" if args.arch is None else "checked"
     print(f"{verb}: {summary}")
-    print(f"imported {args.reference} as {config['arch']} -> {out}")
+    print(f"imported {args.reference} as {config['arch']} ({checkpoint_role(out)}) -> {out}")
+    print(f"  {import_summary(out)}")
     return 0
 
 
@@ -77,7 +91,14 @@ def run_info(args: argparse.Namespace) -> int:
     model = load_checkpoint(args.checkpoint) if args.checkpoint else create_model(args.arch, **_arch_kwargs(args))
     report = describe(model, res=args.res)
     if args.checkpoint:
+        from distill.checkpoint import checkpoint_role
+
         report["checkpoint"] = args.checkpoint
+        report["role"] = checkpoint_role(args.checkpoint)
+    if args.layers:
+        from distill.profile import list_layers
+
+        report["layers"] = list_layers(model, res=args.res)
     if args.json:
         print(json.dumps(report))
     else:
@@ -85,4 +106,18 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"{report['arch']}({kwargs})")
         print(f"  params: {report['params']:,} ({report['mparams']:.2f} M)")
         print(f"  MACs at {args.res}x{args.res}: {report['macs']:,} ({report['gmacs']:.3f} G)")
+        if report.get("role"):
+            print(f"  role: {report['role']}")
+        if args.layers:
+            width = max(len(layer["path"]) for layer in report["layers"]) if report["layers"] else 4
+            print(f"  {'module path':<{width}}  {'type':<20} {'output shape':<22} params")
+            for layer in report["layers"]:
+                shape = "x".join(map(str, layer["output_shape"])) if layer["output_shape"] else "-"
+                print(f"  {layer['path']:<{width}}  {layer['type']:<20} {shape:<22} {layer['params']:,}")
     return 0
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    from distill.engine.schema import SCHEMA_PATH, main
+
+    return main(["--out", args.out or str(SCHEMA_PATH)] + (["--check"] if args.check else []))

@@ -88,7 +88,7 @@ class DiscriminatorConfig:
 class TeacherAutoConfig:
     """Train the teacher with ``recipe`` when ``teacher.checkpoint`` is missing.
 
-    The run goes to ``out``; its ``student/`` becomes the teacher generator and its
+    The run goes to ``out``; its ``teacher/`` becomes the teacher generator and its
     ``discriminator/`` the teacher discriminator. ``share_data`` hands this run's ``data`` section
     to it; ``set`` adds ``key=value`` overrides; ``steps`` overrides ``train.steps``.
     """

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from distill.data.datasets import to_image
 from distill.engine.data import Batch
@@ -90,23 +89,37 @@ def pick_best_metric(requested: str, metrics: dict[str, float]) -> tuple[str, st
 
 
 @torch.no_grad()
-def write_sample_grid(method, batch: Batch, path: Path, device: torch.device, num: int = 4) -> Path:
-    """A PNG grid, one row per sample: input | teacher | student | target (columns that exist)."""
+def write_sample_grid(method, batch: Batch, path: Path, device: torch.device, num: int = 4, *,
+                      step: int | None = None, metrics: dict[str, float] | None = None,
+                      generator_label: str = "student", title: str = "") -> Path:
+    """A labelled PNG grid, one row per sample: input | teacher | student | target (the columns that exist).
+
+    The header names the columns, the title line gives the step and the held-out metrics; tiles are
+    enlarged to a readable size (:func:`distill.plots.labelled_grid`). ``generator_label`` names the
+    generator being trained (``teacher`` in a teacher run).
+    """
+    from distill.plots import format_metrics, labelled_grid
+
     batch = batch.to(device)
     a = batch.real_a[:num]
     out = method.predict(a)
-    columns = []
+    n = out["student"].shape[0]
+    columns: list[tuple[str, torch.Tensor]] = []
     if a.ndim == 4:
-        columns.append(a)
+        columns.append(("input", a))
     if "teacher" in out:
-        columns.append(out["teacher"])
-    columns.append(out["student"])
+        columns.append(("teacher", out["teacher"]))
+    columns.append((generator_label, out["student"]))
     if batch.real_b is not None and (batch.paired or a.ndim != 4):
-        columns.append(batch.real_b[: out["student"].shape[0]])
-    rows = [torch.cat([c[i].float().cpu() for c in columns if c[i].shape[0] == columns[-1][i].shape[0]], dim=2)
-            for i in range(out["student"].shape[0])]
-    grid = torch.cat(rows, dim=1)  # (C, rows*H, cols*W)
+        columns.append(("target" if batch.paired else "real", batch.real_b[:n]))
+    size = out["student"].shape[1:]
+    columns = [(name, c) for name, c in columns if tuple(c.shape[1:]) == tuple(size)]
+    lines = [title] if title else []
+    head = f"step {step}" if step is not None else ""
+    scores = format_metrics(metrics or {})
+    if head or scores:
+        lines.append(", ".join(x for x in (head, scores) if x))
+    grid = labelled_grid([(name, [to_image(c[i]) for i in range(n)]) for name, c in columns], "\n".join(lines))
     path.parent.mkdir(parents=True, exist_ok=True)
-    img: Image.Image = to_image(grid)
-    img.save(path)
+    grid.save(path)
     return path

@@ -8,9 +8,11 @@ synthetic data and teachers, build the method, restore ``state.pt`` on ``resume`
         schedulers.step()                                      # linear decay to zero
         method.after_step(step + 1, held_out)                 # e.g. online-teacher selection
         every log_every: metrics.csv row; every eval_every: held-out metrics and best/;
-        every sample_every: samples/step_XXXXXX.png; every save_every: student/ and state.pt
+        every sample_every: samples/step_XXXXXX.png; every save_every: the checkpoints and state.pt
 
-Only rank 0 writes. Ctrl-C finishes the current step, saves ``state.pt`` and ``student/``, and
+The trained generator is saved under its role: ``RUN/teacher/`` for ``slimgan train``,
+``RUN/student/`` for ``slimgan distill`` (the role is also in its provenance).
+Only rank 0 writes. Ctrl-C finishes the current step, saves ``state.pt`` and the checkpoints, and
 exits; ``--resume`` continues at the same step with the same batches, RNG and optimiser state.
 """
 
@@ -33,13 +35,46 @@ from distill.engine.config import RunConfig, load_config, resolve_path, save_con
 from distill.engine.data import BatchStream, build_split, ensure_data, eval_batches
 from distill.engine.evaluate import evaluate, pick_best_metric, write_sample_grid
 from distill.engine.methods import build_method, latent_size
+from distill.engine.run_lock import RunLock
 from distill.engine.runtime import Runtime, init_distributed, resolve_device
 from distill.errors import ConfigError
+from distill.progress import Progress
 from distill.safe_yaml import read_yaml
 
 log = logging.getLogger(__name__)
 
 STATE_NAME = "state.pt"
+
+
+def run_role(kind: str) -> str:
+    """What the generator a run trains is: ``slimgan train`` makes teachers, ``slimgan distill`` students."""
+    return "teacher" if kind == "train" else "student"
+
+
+def checkpoint_dir_role(name: str, role: str) -> str:
+    """The role recorded for the checkpoint a method names ``name`` in a run whose generator is ``role``."""
+    if "discriminator" in name:
+        return "discriminator"
+    if name.startswith("teacher"):
+        return "teacher"
+    return role
+
+
+def checkpoint_dir_name(name: str, role: str) -> str:
+    """The run sub-directory for method checkpoint ``name``: the trained generator (``student``) is named by its role."""
+    return role if name == "student" else name
+
+
+def trained_generator_dir(run: str | Path) -> Path:
+    """The generator checkpoint of a finished run: ``RUN/teacher`` (train), ``RUN/student`` (distill).
+
+    Runs made before checkpoints were named by role kept a teacher in ``RUN/student``; that is found too.
+    """
+    run = Path(run)
+    for name in ("teacher", "student"):
+        if (run / name / "config.json").is_file():
+            return run / name
+    return run / "teacher"
 
 
 def linear_decay(steps: int, decay_start: int | None):
@@ -121,7 +156,7 @@ def _prepare(config: RunConfig, out: Path, config_dir: Path | None, rt: Runtime,
     missing = (wants_g and (teacher is None or not teacher.is_dir())) or (teacher_d is not None and not teacher_d.is_dir())
     if tcfg.auto is not None and tcfg.auto.recipe:
         auto_out = resolve_path(tcfg.auto.out, out, config_dir)
-        teacher = teacher or auto_out / "student"
+        teacher = teacher or trained_generator_dir(auto_out)
         if not tcfg.discriminator and not tcfg.use_generator:
             teacher_d = auto_out / "discriminator"
         missing = (wants_g and not teacher.is_dir()) or (teacher_d is not None and not teacher_d.is_dir())
@@ -169,11 +204,16 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def run_training(config: RunConfig, out: str | Path, *, resume: bool = False, device: str | None = None,
                  kind: str = "distill", config_dir: str | Path | None = None, stop_at: int | None = None,
-                 distributed: bool = True) -> dict[str, Any]:
+                 distributed: bool = True, role: str | None = None) -> dict[str, Any]:
     """Train per ``config`` into ``out``. Returns ``{"step", "metrics", "best", "out"}``.
 
     ``stop_at`` ends the run after that many steps with a resumable ``state.pt`` (as Ctrl-C does).
+    ``role``: what the trained generator is (default: ``teacher`` for ``kind="train"``, else
+    ``student``); a small model trained from scratch as a baseline is a ``student`` trained by
+    ``kind="train"``. It names the checkpoint directory and is recorded in its provenance.
     """
+    if role is not None and role not in ("teacher", "student"):
+        raise ConfigError(f"role must be teacher or student, got {role!r}")
     out = Path(out)
     config_dir = Path(config_dir) if config_dir else None
     if distributed:
@@ -182,9 +222,27 @@ def run_training(config: RunConfig, out: str | Path, *, resume: bool = False, de
     if dist.is_available() and dist.is_initialized() and dev.type == "cuda":
         dev = torch.device("cuda", torch.cuda.current_device())
     rt = Runtime(dev, amp=config.train.amp) if distributed else _LocalRuntime(dev, config.train.amp)
+    lock = RunLock(out, what=f"slimgan {kind}") if rt.is_main else None
+    if lock is not None:
+        lock.acquire()  # before anything is written: a second run on this --out stops here
+    try:
+        result = _run(config, out, rt, resume, kind, config_dir, stop_at, role or run_role(kind))
+    finally:
+        if lock is not None:
+            lock.release()
     if rt.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    return _run(config, out, rt, resume, kind, config_dir, stop_at)
+        _write_run_plots(out)
+    return result
+
+
+def _write_run_plots(out: Path) -> None:
+    """``loss_curves.png`` and a labelled ``samples.png`` for the finished run (``slimgan plot RUN``)."""
+    from distill.plots import plot_run
+
+    try:
+        plot_run(out)
+    except Exception as exc:  # noqa: BLE001 - a picture that cannot be drawn must not fail a finished run
+        log.warning("could not draw the run's plots (%s); `slimgan plot %s` retries", exc, out)
 
 
 class _LocalRuntime(Runtime):
@@ -196,7 +254,7 @@ class _LocalRuntime(Runtime):
 
 
 def _run(config: RunConfig, out: Path, rt: Runtime, resume: bool, kind: str,
-         config_dir: Path | None, stop_at: int | None) -> dict[str, Any]:
+         config_dir: Path | None, stop_at: int | None, role: str) -> dict[str, Any]:
     tc = config.train
     if tc.steps < 1:
         raise ConfigError(f"train.steps must be >= 1, got {tc.steps}")
@@ -252,7 +310,8 @@ def _run(config: RunConfig, out: Path, rt: Runtime, resume: bool, kind: str,
             return
         prov = {"step": step, "run": str(out), **method.provenance()}
         for name, module in method.checkpoints().items():
-            save_checkpoint(module, out / name, provenance=prov)
+            save_checkpoint(module, out / checkpoint_dir_name(name, role), provenance={
+                **prov, "role": checkpoint_dir_role(name, role)})
         state = {
             "step": step,
             "modules": {k: m.state_dict() for k, m in method.modules().items()},
@@ -277,7 +336,8 @@ def _run(config: RunConfig, out: Path, rt: Runtime, resume: bool, kind: str,
             best_value is None or (value > best_value if mode == "max" else value < best_value)
         ):
             best_value = value
-            save_checkpoint(method.generator, out / "best", provenance={"step": step, best_name: value, **method.provenance()})
+            save_checkpoint(method.generator, out / "best", provenance={
+                "step": step, best_name: value, **method.provenance(), "role": role})
         return {f"eval_{k}": v for k, v in metrics.items()}
 
     stop_requested = {"flag": False}
@@ -294,11 +354,7 @@ def _run(config: RunConfig, out: Path, rt: Runtime, resume: bool, kind: str,
     except ValueError:  # not the main thread
         previous = None
     end = tc.steps if stop_at is None else min(tc.steps, stop_at)
-    bar = None
-    if rt.is_main and tc.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=tc.steps, initial=start, desc=out.name, dynamic_ncols=True, leave=False)
+    bar = Progress(tc.steps, start, desc=out.name, log_every=tc.log_every) if rt.is_main and tc.progress else None
     step, interrupted, t0 = start, False, time.perf_counter()
     try:
         for step in range(start, end):
@@ -320,12 +376,12 @@ def _run(config: RunConfig, out: Path, rt: Runtime, resume: bool, kind: str,
                 if (tc.sample_every and done % tc.sample_every == 0) or is_last:
                     if held_out:
                         write_sample_grid(method, held_out[0], out / "samples" / f"step_{done:06d}.png", rt.device,
-                                          config.eval.num_samples)
+                                          config.eval.num_samples, step=done, metrics=row,
+                                          generator_label=role, title=f"{out.name} ({kind})")
                 if tc.save_every and done % tc.save_every == 0 and not is_last:
                     save(done)
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in list(logs.items())[:4]}, refresh=False)
+                    bar.update(done, logs)
             flag = stop_requested["flag"]
             if rt.distributed:
                 t = torch.tensor([float(flag)], device=rt.device if rt.device.type == "cuda" else "cpu")
