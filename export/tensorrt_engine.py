@@ -39,11 +39,19 @@ def _tensorrt_problem() -> str | None:
 
 
 def _gpu_problem() -> str | None:
-    try:
-        import torch
-    except ImportError:
-        return "torch not importable"
-    if not torch.cuda.is_available():
+    """Whether the CUDA driver sees a GPU, asked through ``libcuda`` itself so that the check imports no torch."""
+    import ctypes
+
+    for lib in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            cuda = ctypes.CDLL(lib)
+            break
+        except OSError:
+            continue
+    else:
+        return "none found (no CUDA driver)"
+    count = ctypes.c_int(0)
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:
         return "none found"
     return None
 
