@@ -4,9 +4,11 @@
 (``compress_to_fp16=False``: fp16-compressed weights would not pass the fp32 parity gate). With
 ``options["int8"]`` and calibration inputs it also writes NNCF's post-training quantisation of the IR.
 
-``load`` compiles for ``CPU`` with ``PERFORMANCE_HINT=LATENCY``, one stream, ``INFERENCE_NUM_THREADS =
-threads`` and ``INFERENCE_PRECISION_HINT=f32`` (on CPUs with bf16/AMX units OpenVINO would otherwise
-run in bf16 and fail fp32 parity).
+``load`` compiles for ``CPU`` with ``PERFORMANCE_HINT=LATENCY``, one stream and ``INFERENCE_NUM_THREADS =
+threads``. ``precision``: ``None`` keeps OpenVINO's own choice, which on CPUs with bf16 units (AVX512-BF16,
+AMX) is bf16 and elsewhere f32; ``"f32"`` / ``"bf16"`` force it. Export checks both against PyTorch and
+records the one it ships in the manifest (``runtimes.openvino.precision``), so a server compiles the
+bundle exactly as it was checked and timed.
 """
 
 from __future__ import annotations
@@ -28,12 +30,20 @@ def _ov() -> Any:
     return openvino
 
 
-def compile_config(threads: int | None, precision: str = "f32", hint: str = "LATENCY") -> dict[str, Any]:
+def compile_config(threads: int | None, precision: str | None = None, hint: str = "LATENCY") -> dict[str, Any]:
     """The CPU compile properties slimgan uses for teacher and student alike (see module docstring)."""
-    config: dict[str, Any] = {"PERFORMANCE_HINT": hint, "NUM_STREAMS": "1", "INFERENCE_PRECISION_HINT": precision}
+    config: dict[str, Any] = {"PERFORMANCE_HINT": hint, "NUM_STREAMS": "1"}
+    if precision:
+        config["INFERENCE_PRECISION_HINT"] = precision
     if threads:
         config["INFERENCE_NUM_THREADS"] = str(int(threads))
     return config
+
+
+def _precision_name(value: Any) -> str:
+    """``<Type: 'bfloat16'>`` -> ``"bf16"`` (the names the compile hint takes)."""
+    text = str(getattr(value, "get_type_name", lambda: value)()).lower()
+    return {"bfloat16": "bf16", "float32": "f32", "float16": "f16"}.get(text.split("'")[-2] if "'" in text else text, text)
 
 
 class OpenVINOSession(Session):
@@ -48,12 +58,13 @@ class OpenVINOSession(Session):
         self.path = Path(path)
         self.threads = int(threads) if threads else None
         self.device = "CPU" if device in ("cpu", "auto") else device.upper()
-        self.config = opts.pop("config", None) or compile_config(threads, opts.pop("precision", "f32"), opts.pop("hint", "LATENCY"))
+        self.config = opts.pop("config", None) or compile_config(threads, opts.pop("precision", None), opts.pop("hint", "LATENCY"))
         core = ov.Core()
         self.compiled = core.compile_model(str(self.path), self.device, self.config)
         self.input_name = self.compiled.input(0).get_any_name()
         self.output_name = self.compiled.output(0).get_any_name()
         self._local = threading.local()
+        self.precision = _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
 
     def _request(self) -> Any:
         req = getattr(self._local, "request", None)
@@ -72,6 +83,7 @@ class OpenVINOSession(Session):
             "version": _ov().get_version(),
             "device": self.device.lower(),
             "threads": int(self.compiled.get_property("INFERENCE_NUM_THREADS")),
+            "precision": self.precision,
             "config": dict(self.config),
             "file": self.path.name,
         }
