@@ -1,6 +1,6 @@
 """trtexec-style latency of exported bundles, per backend, thread count and batch size.
 
-Each (bundle, backend, threads, batch) cell is timed by :func:`export.runtime.time_session`: a timed
+Each (bundle, backend, threads, batch) cell is timed by :func:`export.runtimes.timing.time_session`: a timed
 warm-up, then at least ``min_runs`` timed calls and at least ``min_time_s`` seconds of them. Results list
 the median first, then mean / p90 / p95 / p99, min / max and throughput (images/s = batch x calls/s).
 
@@ -11,9 +11,14 @@ torch      the bundle's ``source_checkpoint`` in PyTorch (``torch.set_num_thread
 ort        ``model.onnx`` in ONNX Runtime, CPUExecutionProvider
 ort-fp16   the bundle's FP16 model in ONNX Runtime CPU
 ort-int8   the bundle's INT8 model in ONNX Runtime CPU
+openvino   the bundle's OpenVINO IR ``model.xml``, compiled at the precision export checked
+openvino-int8  NNCF's INT8 IR ``model.int8.xml``
 cuda       ``model.onnx`` in ONNX Runtime, CUDAExecutionProvider
-trt        a TensorRT engine built from ``model.onnx`` (FP16 where the GPU supports it)
+trt        the bundle's own TensorRT engine ``model.plan`` (``slimgan export --trt``)
 ========== =====================================================================================
+
+Every backend but ``torch`` goes through :mod:`export.runtimes`, so it times the bundle's own
+artifacts with the settings export checked and serve runs.
 
 A backend that cannot run here (no file, no provider, no GPU, no TensorRT) is *skipped with a reason*;
 the reasons are written to ``latency.json`` and printed. With a teacher bundle each student's
@@ -39,13 +44,13 @@ from typing import Any
 
 import numpy as np
 
-from distill.errors import ConfigError, MissingDependencyError, SlimganError
+from distill.errors import ConfigError, MissingDependencyError
 from export.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "slimgan-latency/1"
-BACKENDS = ("torch", "ort", "ort-fp16", "ort-int8", "cuda", "trt")
+BACKENDS = ("torch", "ort", "ort-fp16", "ort-int8", "openvino", "openvino-int8", "cuda", "trt")
 GPU_BACKENDS = ("cuda", "trt")
 
 
@@ -120,25 +125,37 @@ def _check_batch(manifest: Manifest, batch: int) -> None:
 RunFactory = Callable[[Bundle, np.ndarray, int], tuple[Callable[[], object], str]]
 
 
-def _ort_factory(role: str, provider: str) -> RunFactory:
+def _runtime_factory(runtime: str, role: str, device: str = "cpu", hint: str = "") -> RunFactory:
+    """Time the bundle's own ``role`` file on ``runtime`` through :mod:`export.runtimes`, loaded as export
+    checked it (``manifest.runtimes``: e.g. OpenVINO's compile precision)."""
+
     def factory(bundle: Bundle, x: np.ndarray, threads: int) -> tuple[Callable[[], object], str]:
-        import onnxruntime as ort
+        from export.runtimes import get_runtime
 
-        from export.runtime import make_session
-
+        rt = get_runtime(runtime)
+        ok, reason = rt.available()
+        if not ok:
+            raise Skip(reason)
         if role not in bundle.manifest.files:
-            raise Skip(f"the bundle has no {role} model (files: {', '.join(bundle.manifest.files)}); "
-                       f"export it with --{role}")
+            raise Skip(f"the bundle has no {role} model (files: {', '.join(bundle.manifest.files)}); {hint or f'export it with --{role}'}")
         path = bundle.manifest.model_path(bundle.path, role)
         if not path.is_file():
             raise Skip(f"{path} is listed in the manifest but missing")
-        if provider not in ort.get_available_providers():
-            raise Skip(f"ONNX Runtime {ort.__version__} has no {provider} (available: "
-                       f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu on a CUDA machine")
-        session = make_session(path, threads=threads, providers=[provider])
-        inp = session.get_inputs()[0]
-        feed = {inp.name: x.astype(np.float16) if inp.type == "tensor(float16)" else x}
-        return (lambda: session.run(None, feed)), session.get_providers()[0]
+        opts = {}
+        precision = (bundle.manifest.runtimes.get(role) or {}).get("precision")
+        if runtime == "openvino" and precision in ("f32", "bf16", "f16"):
+            opts["precision"] = precision
+        if runtime == "onnxruntime" and device == "cuda":
+            import onnxruntime as ort
+
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise Skip(f"ONNX Runtime {ort.__version__} has no CUDAExecutionProvider (available: "
+                           f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu on a CUDA machine")
+            opts["providers"] = ["CUDAExecutionProvider"]
+        session = rt.load(path, threads=threads, device=device, **opts)
+        info = session.describe()
+        label = " ".join(str(v) for v in (info.get("runtime"), info.get("version"), info.get("device"), info.get("precision")) if v)
+        return (lambda: session.run(x)), label
 
     return factory
 
@@ -162,69 +179,16 @@ def _torch_factory(bundle: Bundle, x: np.ndarray, threads: int) -> tuple[Callabl
     return run, f"torch {torch.__version__} CPU"
 
 
-def _trt_factory(bundle: Bundle, x: np.ndarray, threads: int) -> tuple[Callable[[], object], str]:
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise Skip("TensorRT is not installed (pip install 'slimgan[trt]' on a machine with an NVIDIA GPU)") from None
-    import torch
-
-    if not torch.cuda.is_available():
-        raise Skip("TensorRT needs a CUDA GPU; torch.cuda.is_available() is False")
-    engine, context, bindings, stream = build_trt_engine(bundle.manifest.model_path(bundle.path, "fp32"), x)
-
-    def run() -> object:
-        bindings["input"].copy_(torch.from_numpy(x), non_blocking=False)
-        context.execute_async_v3(stream.cuda_stream)
-        out = bindings["output"].cpu()  # synchronises, like trtexec's end-to-end latency (H2D + compute + D2H)
-        return out
-
-    return run, f"TensorRT {trt.__version__} ({torch.cuda.get_device_name(0)})"
-
-
-def build_trt_engine(onnx_path: Path, x: np.ndarray, fp16: bool = True) -> tuple[Any, Any, dict[str, Any], Any]:
-    """Build a TensorRT engine for ``onnx_path`` at ``x``'s shape (TensorRT 10 API); CUDA buffers via torch."""
-    import tensorrt as trt
-    import torch
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(Path(onnx_path).read_bytes()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise SlimganError(f"TensorRT could not parse {onnx_path}: {errors}")
-    config = builder.create_builder_config()
-    if fp16 and builder.platform_has_fast_fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-    inp = network.get_input(0)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(inp.name, x.shape, x.shape, x.shape)
-    config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise SlimganError(f"TensorRT failed to build an engine for {onnx_path}")
-    engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
-    context = engine.create_execution_context()
-    context.set_input_shape(inp.name, x.shape)
-    out_name = network.get_output(0).name
-    out_shape = tuple(context.get_tensor_shape(out_name))
-    bindings = {
-        "input": torch.empty(x.shape, dtype=torch.float32, device="cuda"),
-        "output": torch.empty(out_shape, dtype=torch.float32, device="cuda"),
-    }
-    context.set_tensor_address(inp.name, bindings["input"].data_ptr())
-    context.set_tensor_address(out_name, bindings["output"].data_ptr())
-    return engine, context, bindings, torch.cuda.Stream()
-
-
 BACKEND_FACTORIES: dict[str, RunFactory] = {
     "torch": _torch_factory,
-    "ort": _ort_factory("fp32", "CPUExecutionProvider"),
-    "ort-fp16": _ort_factory("fp16", "CPUExecutionProvider"),
-    "ort-int8": _ort_factory("int8", "CPUExecutionProvider"),
-    "cuda": _ort_factory("fp32", "CUDAExecutionProvider"),
-    "trt": _trt_factory,
+    "ort": _runtime_factory("onnxruntime", "fp32"),
+    "ort-fp16": _runtime_factory("onnxruntime", "fp16"),
+    "ort-int8": _runtime_factory("onnxruntime", "int8"),
+    "cuda": _runtime_factory("onnxruntime", "fp32", device="cuda"),
+    "openvino": _runtime_factory("openvino", "openvino", hint="export it with this slimgan (OpenVINO IR)"),
+    "openvino-int8": _runtime_factory("openvino", "openvino-int8",
+                                      hint="export it with --int8 --calib DIR and the openvino-int8 extra (NNCF)"),
+    "trt": _runtime_factory("tensorrt", "plan", device="cuda", hint="export it with --trt on this GPU"),
 }
 
 
@@ -267,6 +231,8 @@ def environment() -> dict[str, Any]:
         "onnxruntime_device": ort.get_device(),
         "onnxruntime_providers": ort.get_available_providers(),
         "torch": _version("torch"),
+        "openvino": _version("openvino"),
+        "nncf": _version("nncf"),
         "tensorrt": _version("tensorrt"),
         "gpu": None,
         "device": "host",
@@ -315,7 +281,7 @@ def _macs_at(bundle: Bundle, res: int) -> tuple[int, int | None, list[Any] | Non
 
 def measure_cell(bundle: Bundle, backend: str, threads: int, batch: int, cfg: LatencyConfig) -> dict[str, Any]:
     """Time one (bundle, backend, threads, batch) cell; raises :class:`Skip` when it cannot run."""
-    from export.runtime import time_session
+    from export.runtimes.timing import time_session
 
     _check_batch(bundle.manifest, batch)
     x = make_input(bundle.manifest, batch, cfg.res)
