@@ -1,7 +1,7 @@
 """Teacher vs student latency, side by side in one process (``speed.json``).
 
-Both graphs run on the same backend with the same session options (:func:`export.runtime.make_session`,
-same thread count) and the same input. After a warm-up of each, timing alternates between the two in
+Both graphs run on the same runtime (:mod:`export.runtimes`) with the same settings and thread count and
+the same input. After a warm-up of each, timing alternates between the two in
 ``rounds`` short blocks, so that load from other processes on a shared machine hits both alike; the
 reported statistics pool every timed call. ``speedup`` = teacher median / student median;
 ``mac_ratio`` = teacher MACs / student MACs (the two diverge: memory-bound layers do not shrink with
@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from export.runtime import make_session, summarize_times
+from export.runtimes.timing import summarize_times
 
 
 def _timed_block(fn: Callable[[], object], runs: int) -> list[float]:
@@ -49,41 +46,7 @@ def interleaved(
     return {name: summarize_times(t) for name, t in times.items()}
 
 
-def onnx_runner(path: str | Path, x: np.ndarray, threads: int | None, providers: list[str] | None = None) -> Callable[[], object]:
-    """A zero-argument callable running ``x`` through a fresh session on ``path``."""
-    sess = make_session(path, threads=threads, providers=providers)
-    feed = {sess.get_inputs()[0].name: x}
-    return lambda: sess.run(None, feed)
-
-
 def speed_row(name: str, stats: dict[str, Any], batch: int, macs: int | None, params: int | None, **extra: Any) -> dict[str, Any]:
     row = {"name": name, **stats, "throughput": stats["throughput"] * batch, "throughput_unit": "images/s"}
     row.update({"batch": batch, "macs": macs, "params": params, **extra})
     return row
-
-
-def compare_onnx(
-    student: str | Path,
-    teacher: str | Path | None,
-    x: np.ndarray,
-    threads: int,
-    student_info: dict[str, Any],
-    teacher_info: dict[str, Any] | None,
-    rounds: int = 5,
-    min_time_s: float = 0.5,
-    providers: list[str] | None = None,
-    backend: str = "onnxruntime-cpu",
-) -> list[dict[str, Any]]:
-    """Rows for the student (and the teacher, when given) timed side by side on one ORT backend."""
-    fns = {"student": onnx_runner(student, x, threads, providers)}
-    if teacher is not None:
-        fns["teacher"] = onnx_runner(teacher, x, threads, providers)
-    stats = interleaved(fns, rounds=rounds, min_time_s=min_time_s)
-    rows = [
-        speed_row(f"student {backend}", stats["student"], x.shape[0], backend=backend, threads=threads, role="student", graph=str(Path(student).name), **student_info)
-    ]
-    if teacher is not None and teacher_info is not None:
-        rows.append(
-            speed_row(f"teacher {backend}", stats["teacher"], x.shape[0], backend=backend, threads=threads, role="teacher", graph=str(Path(teacher).name), **teacher_info)
-        )
-    return rows
