@@ -40,7 +40,7 @@ def compile_config(threads: int | None, precision: str | None = None, hint: str 
     return config
 
 
-def _precision_name(value: Any) -> str:
+def precision_name(value: Any) -> str:
     """``<Type: 'bfloat16'>`` -> ``"bf16"`` (the names the compile hint takes)."""
     text = str(getattr(value, "get_type_name", lambda: value)()).lower()
     return {"bfloat16": "bf16", "float32": "f32", "float16": "f16"}.get(text.split("'")[-2] if "'" in text else text, text)
@@ -64,7 +64,7 @@ class OpenVINOSession(Session):
         self.input_name = self.compiled.input(0).get_any_name()
         self.output_name = self.compiled.output(0).get_any_name()
         self._local = threading.local()
-        self.precision = _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.precision = precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
 
     def _request(self) -> Any:
         req = getattr(self._local, "request", None)
