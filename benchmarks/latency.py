@@ -15,6 +15,12 @@ openvino   the bundle's OpenVINO IR ``model.xml``, compiled at the precision exp
 openvino-int8  NNCF's INT8 IR ``model.int8.xml``
 cuda       ``model.onnx`` in ONNX Runtime, CUDAExecutionProvider
 trt        the bundle's own TensorRT engine ``model.plan`` (``slimgan export --trt``)
+tflite     ``model.tflite`` in LiteRT's interpreter (XNNPACK)           } phone runtimes, exported with
+tflite-fp16  ``model.fp16.tflite`` (fp16 weights, the GPU-delegate file) } ``--targets``; timed here on
+ncnn       ``model.ncnn.param/.bin`` in ncnn (fp32)                      } their x86 builds and labelled
+executorch ``model.pte`` in ExecuTorch's runtime (XNNPACK)               } as host measurements
+ort-mobile ``model.ort`` in ONNX Runtime (ORT format)                    }
+coreml     ``model.mlpackage`` (macOS only; skipped elsewhere with the reason)
 ========== =====================================================================================
 
 Every backend but ``torch`` goes through :mod:`export.runtimes`, so it times the bundle's own
@@ -50,7 +56,10 @@ from export.manifest import Manifest
 log = logging.getLogger(__name__)
 
 SCHEMA = "slimgan-latency/1"
-BACKENDS = ("torch", "ort", "ort-fp16", "ort-int8", "openvino", "openvino-int8", "cuda", "trt")
+BACKENDS = ("torch", "ort", "ort-fp16", "ort-int8", "openvino", "openvino-int8", "cuda", "trt",
+            "tflite", "tflite-fp16", "ncnn", "executorch", "ort-mobile", "coreml")
+# Phone runtimes: measured here on their x86 kernels, so their rows say so (export.targets.HOST_NOTE).
+PHONE_BACKENDS = ("tflite", "tflite-fp16", "ncnn", "executorch", "ort-mobile", "coreml")
 GPU_BACKENDS = ("cuda", "trt")
 
 
@@ -134,13 +143,18 @@ def _runtime_factory(runtime: str, role: str, device: str = "cpu", hint: str = "
 
         rt = get_runtime(runtime)
         ok, reason = rt.available()
+        if ok and hasattr(rt, "runs_here"):
+            ok, reason = rt.runs_here()
         if not ok:
             raise Skip(reason)
         if role not in bundle.manifest.files:
             raise Skip(f"the bundle has no {role} model (files: {', '.join(bundle.manifest.files)}); {hint or f'export it with --{role}'}")
         path = bundle.manifest.model_path(bundle.path, role)
-        if not path.is_file():
+        if not path.exists():
             raise Skip(f"{path} is listed in the manifest but missing")
+        static = (bundle.manifest.runtimes.get(runtime) or {}).get("input_shape")
+        if static and runtime != "ncnn" and list(static[1:]) != list(x.shape[1:]):
+            raise Skip(f"{path.name} was converted for {'x'.join(map(str, static))} inputs; re-export at this --res to time it")
         opts = {}
         precision = (bundle.manifest.runtimes.get(role) or {}).get("precision")
         if runtime == "openvino" and precision in ("f32", "bf16", "f16"):
@@ -189,6 +203,10 @@ BACKEND_FACTORIES: dict[str, RunFactory] = {
     "openvino-int8": _runtime_factory("openvino", "openvino-int8",
                                       hint="export it with --int8 --calib DIR and the openvino-int8 extra (NNCF)"),
     "trt": _runtime_factory("tensorrt", "plan", device="cuda", hint="export it with --trt on this GPU"),
+    **{name: _runtime_factory(runtime, role, hint=f"export it with --targets {runtime}")
+       for name, runtime, role in (("tflite", "tflite", "tflite"), ("tflite-fp16", "tflite", "tflite-fp16"),
+                                   ("ncnn", "ncnn", "ncnn-param"), ("executorch", "executorch", "executorch"),
+                                   ("ort-mobile", "ort-mobile", "ort-mobile"), ("coreml", "coreml", "coreml"))},
 }
 
 
@@ -299,7 +317,14 @@ def measure_cell(bundle: Bundle, backend: str, threads: int, batch: int, cfg: La
         "p95_ms": stats["p95_ms"], "p99_ms": stats["p99_ms"], "min_ms": stats["min_ms"],
         "max_ms": stats["max_ms"], "runs": stats["runs"],
         "throughput_ips": stats["throughput"] * batch,
+        **({"measured_on": "host", "note": _host_note()} if backend in PHONE_BACKENDS else {}),
     }
+
+
+def _host_note() -> str:
+    from export.targets import HOST_NOTE
+
+    return HOST_NOTE
 
 
 def benchmark_latency(bundle_dirs: list[str | Path], out: str | Path, cfg: LatencyConfig,

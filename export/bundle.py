@@ -180,6 +180,7 @@ def export_bundle(
     optimize: bool = True,
     openvino: bool = True,
     openvino_precision: str = "auto",
+    targets: str | list[str] | None = None,
 ) -> ExportResult:
     """Export ``checkpoint`` into the bundle directory ``out`` (see module docstring).
 
@@ -191,10 +192,19 @@ def export_bundle(
     ``openvino``: also write the OpenVINO IR (``model.xml`` / ``model.bin``; with ``int8``, NNCF's
     ``model.int8.xml`` when the ``openvino-int8`` extra is installed). ``openvino_precision``: ``auto``
     (OpenVINO's CPU default when it passes parity, else f32), ``f32`` or ``bf16``.
+    ``targets``: the artifacts to write (:mod:`export.targets`; ``onnx`` always): when given, it sets
+    ``fp16`` / ``int8`` / ``trt`` / ``openvino`` and adds the phone runtimes (``tflite``, ``coreml``,
+    ``ncnn``, ``executorch``, ``ort-mobile``), each converted, parity-checked and timed.
     """
     from distill.checkpoint import load_checkpoint
     from distill.profile import count_macs, count_params
+    from export.targets import convert_phone_targets, parse_targets, phone_parity_rows, require_phone_targets
 
+    chosen = parse_targets(targets)
+    if chosen:
+        fp16, int8, trt = fp16 or "fp16" in chosen, int8 or "int8" in chosen, trt or "tensorrt" in chosen
+        openvino = "openvino" in chosen
+        require_phone_targets(chosen)
     if trt:
         from export.tensorrt_engine import require_tensorrt
 
@@ -300,6 +310,11 @@ def export_bundle(
             trt_x = x[: max(bmin, min(parity_batch, bmax))]
             trt_out = _run("tensorrt", engine.path, trt_x, threads)
             rows.append(compare(f"student: torch vs tensorrt ({engine.mode})", trt_out, ref[: len(trt_x)], "fp16" if fp16 else "fp32"))
+
+    # 4b. Phone runtimes (LiteRT, Core ML, ncnn, ExecuTorch, ONNX Runtime Mobile) ----------------
+    phone_written = convert_phone_targets(chosen, out, onnx_path, model, sample_shape, samples, files, runtimes)
+    if check and phone_written:
+        rows += phone_parity_rows(phone_written, out, model, x, ref, threads)
 
     # 5. Teacher --------------------------------------------------------------------------------
     macs = count_macs(model, example=example)
@@ -461,6 +476,7 @@ def _measure_speed(
     those of the runtime on which the student is fastest (the bundle's preferred runtime).
     """
     from export.speed import speed_row
+    from export.targets import label_phone_entries, phone_speed_targets, serving_runtimes
 
     x = make_inputs(input_kind, sample_shape, batch, seed=2)
     student_info = {"macs": macs, "params": params, "arch": model.slimgan_config["arch"]}
@@ -469,6 +485,7 @@ def _measure_speed(
     with tempfile.TemporaryDirectory(prefix="slimgan-speed-") as tmp:
         student_graph, teacher_graph, graph_note = _speed_graphs(out, teacher_model, x, input_kind, opset, Path(tmp), optimize, student_export)
         targets = _speed_targets(out, files, runtimes, teacher_graph, Path(tmp))
+        targets += phone_speed_targets(out, files, runtimes, teacher_model, teacher_graph, sample_shape, Path(tmp))
         stats = _time_targets(targets, x, threads, rounds, block_s)
         more: dict[int, dict[str, Any]] = {}
         pairs = [i for i, t in enumerate(targets) if t["role"] in ("student", "teacher") and t["label"].endswith("-cpu")]
@@ -507,7 +524,8 @@ def _measure_speed(
                 entry.setdefault("by_threads", {}).setdefault(str(cores), {})[f"{role}_median_ms"] = more[i]["median_ms"]
         for entry in by_runtime.values():
             _finish_entry(entry, threads)
-        fastest = min((k for k, e in by_runtime.items() if "student_median_ms" in e), key=lambda k: by_runtime[k]["student_median_ms"])
+        label_phone_entries(by_runtime, threads)
+        fastest = min(serving_runtimes(by_runtime), key=lambda k: by_runtime[k]["student_median_ms"])
         best = by_runtime[fastest]
         doc: dict[str, Any] = {
             "checked": True,

@@ -46,6 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--openvino-precision", choices=("auto", "f32", "bf16"), default="auto",
                    help="precision OpenVINO runs the IR at: auto = the CPU's default (bf16 on AVX512-BF16/AMX CPUs) "
                         "when it passes parity, else f32")
+    p.add_argument("--targets", metavar="LIST",
+                   help="comma list of artifacts: onnx (always), fp16, int8, openvino, tensorrt, tflite, coreml, ncnn, "
+                        "executorch, ort-mobile (phone runtimes need their extras, e.g. pip install 'slimgan[mobile]'). "
+                        "When given, only the listed artifacts are written (--fp16/--int8/--trt add to it)")
     p.add_argument("--json", action="store_true", help="print parity and speed as JSON instead of tables")
     p.set_defaults(func=run_export)
 
@@ -74,6 +78,7 @@ def run_export(args: argparse.Namespace) -> int:
         optimize=args.optimize,
         openvino=args.openvino,
         openvino_precision=args.openvino_precision,
+        targets=args.targets,
     )
     if args.json:
         print(json.dumps({"bundle": str(result.bundle), "ok": result.ok, "parity": result.parity, "speed": result.speed}, indent=2))

@@ -11,6 +11,7 @@ smallest ``atol`` for which ``|a - b| <= atol + rtol * |b|`` holds elementwise a
 - ``int8``: reported; only NaN/Inf fail it;
 - ``trt``: as fp16 when built in reduced precision, as fp32 otherwise;
 - ``teacher``: information only (``passed`` is None): distillation is not a deployment error.
+- ``validate`` (Core ML off macOS): the converted program checked without running it; ``numbers`` says why.
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         result = {True: "PASS", False: "FAIL", None: "info"}[r.get("passed")]
-        if "error" in r:
-            lines.append(f"{r['name']:<40} {result:<7} {r['error']}")
+        if "error" in r or "max_abs" not in r:  # no numbers: a failure, or a validated artifact that cannot run here
+            lines.append(f"{r['name']:<40} {result:<7} {r.get('error') or r.get('numbers', '')}")
             continue
         lines.append(
             f"{r['name']:<40} {result:<7} {f(r['max_abs'], '9.2e')} {f(r['mean_abs'], '9.2e')} "

@@ -93,6 +93,7 @@ class CoreMLRuntime(MobileRuntime):
     name = "coreml"
     extra = "coreml"
     module_name = "coremltools"
+    convert_modules = ("coremltools",)
     artifacts = dict(FILES)
     gates = {"coreml": "fp16"}
 

@@ -92,6 +92,7 @@ class ExecuTorchRuntime(MobileRuntime):
     name = "executorch"
     extra = "executorch"
     module_name = "executorch"
+    convert_modules = ("executorch",)
     artifacts = dict(FILES)
     gates = {"executorch": "fp32"}
 

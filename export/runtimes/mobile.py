@@ -38,17 +38,28 @@ class MobileRuntime(Runtime):
     """
 
     gates: dict[str, str] = {}
+    convert_modules: tuple[str, ...] = ()  # packages ``convert`` needs beyond ``module_name``
 
     def available(self) -> tuple[bool, str]:
+        return self._installed((self.module_name or "",))
+
+    def require_convert(self) -> None:
+        """Raise the one-line :class:`MissingDependencyError` unless this runtime can convert here."""
+        ok, reason = self._installed((self.module_name or "", *self.convert_modules), purpose="converting")
+        if not ok:
+            raise MissingDependencyError(reason)
+
+    def _installed(self, modules: tuple[str, ...], purpose: str = "") -> tuple[bool, str]:
         from importlib.util import find_spec
 
-        top = (self.module_name or "").split(".")[0]
-        try:
-            found = find_spec(top) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            return False, self.install_hint(f"python package {top!r} is not installed")
+        for module in modules:
+            top = module.split(".")[0]
+            try:
+                found = find_spec(top) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                return False, self.install_hint(f"{purpose + ' needs ' if purpose else ''}python package {top!r}, which is not installed")
         return True, "ok"
 
     def runs_here(self) -> tuple[bool, str]:

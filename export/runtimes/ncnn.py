@@ -149,6 +149,7 @@ class NcnnRuntime(MobileRuntime):
     name = "ncnn"
     extra = "ncnn"
     module_name = "ncnn"
+    convert_modules = ("pnnx",)
     artifacts = dict(FILES)
     gates = {"ncnn-param": "fp32"}
 

@@ -39,6 +39,7 @@ class OrtMobileRuntime(MobileRuntime):
     name = "ort-mobile"
     extra = "ort-mobile"
     module_name = "onnxruntime"
+    convert_modules = ("onnxruntime",)
     artifacts = dict(FILES)
     gates = {"ort-mobile": "fp32"}
 

@@ -118,6 +118,7 @@ class TFLiteRuntime(MobileRuntime):
     name = "tflite"
     extra = "tflite"
     module_name = "ai_edge_litert"
+    convert_modules = ("litert_torch", "ai_edge_quantizer")
     artifacts = dict(FILES)
     gates = {"tflite": "fp32", "tflite-fp16": "fp16"}
 
