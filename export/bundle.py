@@ -232,8 +232,9 @@ def export_bundle(
     x = make_inputs(info.input_kind, sample_shape, parity_batch, seed=0)
     example = torch.from_numpy(x[:1].copy())
     onnx_path = out / FILES["fp32"]
+    ov_source = out / ".model.openvino.onnx"  # the graph optimised for OpenVINO; converted to the IR, then removed
     exported = export_onnx(model, onnx_path, example, input_kind=info.input_kind, opset=opset, dynamic_batch=True, dynamic_spatial=True,
-                           optimize=optimize)
+                           optimize=optimize, targets={"openvino": ov_source} if openvino else None)
     notes += exported.notes
     files = {"fp32": FILES["fp32"]}
     ref = _torch_run(model, x)
@@ -278,7 +279,7 @@ def export_bundle(
             if nncf_missing:
                 notes.append(f"openvino-int8 skipped: {nncf_missing}")
             ctx = ConvertContext(out, onnx_path, model, (1, *sample_shape), samples,
-                                 {"int8": bool(int8 and not nncf_missing)})
+                                 {"int8": bool(int8 and not nncf_missing), "source_onnx": exported.variants.get("openvino")})
             written = ov_rt.convert(ctx)
             precision = "f32" if openvino_precision == "auto" and not check else openvino_precision
             if check:
@@ -293,6 +294,8 @@ def export_bundle(
                     q_rows, q_precision = _openvino_rows(out / FILES["openvino-int8"], x, ref, threads, precision, " int8", "int8", notes)
                     rows += q_rows
                 runtimes["openvino-int8"] = {"precision": q_precision, "files": [f for f in written if f.startswith("model.int8")]}
+
+    ov_source.unlink(missing_ok=True)
 
     # 4. TensorRT ------------------------------------------------------------------------------
     engine = None
@@ -432,7 +435,8 @@ def _speed_targets(out: Path, files: dict[str, str], runtimes: dict[str, Any], t
             # The teacher through the same converter, compiled with the same properties.
             t_dir = tmp / "teacher-openvino"
             t_dir.mkdir()
-            get_runtime("openvino").convert(ConvertContext(t_dir, teacher_graph))
+            t_source = teacher_graph.with_name("teacher.openvino.onnx")
+            get_runtime("openvino").convert(ConvertContext(t_dir, teacher_graph, options={"source_onnx": t_source if t_source.is_file() else None}))
             targets.append({"runtime": "openvino", "label": "openvino-cpu", "role": "teacher", "path": t_dir / FILES["openvino"], "opts": ov_opts})
         if "openvino-int8" in runtimes:
             targets.append({"runtime": "openvino", "label": "openvino-cpu", "role": "student-int8", "path": out / files["openvino-int8"],
@@ -588,7 +592,8 @@ def _speed_graphs(
     }
     if teacher_model is not None:
         teacher_graph = tmp / "teacher.onnx"
-        t_export = export_onnx(teacher_model, teacher_graph, torch.from_numpy(x[:1].copy()), input_kind=input_kind, opset=opset, optimize=optimize)
+        t_export = export_onnx(teacher_model, teacher_graph, torch.from_numpy(x[:1].copy()), input_kind=input_kind, opset=opset, optimize=optimize,
+                               targets={"openvino": tmp / "teacher.openvino.onnx"})
         doc["teacher"] = "teacher exported by the same pipeline (same export, simplification and optimisation options)"
         doc["teacher_passes"] = list(t_export.optimized)
     return student_graph, teacher_graph, doc

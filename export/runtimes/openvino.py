@@ -103,7 +103,8 @@ class OpenVINORuntime(Runtime):
         self.require()
         ov = _ov()
         bundle = Path(ctx.bundle_dir)
-        model = ov.convert_model(str(ctx.onnx_path))
+        # options["source_onnx"]: the graph optimised for OpenVINO (export.optimize targets), else the fp32 ONNX
+        model = ov.convert_model(str(ctx.options.get("source_onnx") or ctx.onnx_path))
         xml = bundle / IR_FILES["openvino"]
         ov.save_model(model, str(xml), compress_to_fp16=False)
         written = [xml.name, xml.with_suffix(".bin").name]
