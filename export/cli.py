@@ -34,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trt", action="store_true", help="also build model.plan with TensorRT (needs a CUDA GPU)")
     p.add_argument("--triton", metavar="DIR", help="also write a Triton model repository")
     p.add_argument("--threads", type=int, default=None,
-                   help="ONNX Runtime intra-op threads for checks and the speed comparison (default 1; "
-                        "speed.json also reports all cores under by_threads)")
+                   help="runtime threads (ONNX Runtime intra-op, OpenVINO inference) for checks and the speed comparison "
+                        "(default 1; speed.json also reports all cores under by_threads)")
     p.add_argument("--no-check", dest="check", action="store_false", help="skip parity and speed measurements")
     p.add_argument("--speed-rounds", type=int, default=5, metavar="N",
                    help="interleaved teacher/student timing rounds of about 0.5 s each per model (default 5)")
