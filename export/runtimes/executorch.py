@@ -6,6 +6,14 @@ op is delegated to XNNPACK, the rest runs on ExecuTorch's portable kernels), the
 the program buffer written to ``model.pte``. How many ops ended up delegated is recorded in the
 runtime's ``last_convert`` report.
 
+Before export, :func:`export.runtimes.mobile.rewrite_for_xnnpack` replaces the two layers XNNPACK has no kernel for, which
+would otherwise run as portable ops between delegate calls (on the ngf-4 mobile student: 61 delegate
+calls and 281 portable ops, among them ``_native_batch_norm_legit.no_stats`` for every InstanceNorm and
+an ``arange``/``abs``/``index`` chain recomputed on every call for every reflection pad): reflection
+padding becomes concatenated slices (exact: the same elements copied) and an InstanceNorm without
+affine parameters or running statistics becomes ``(x - mean) * rsqrt(var + eps)`` over H, W (the same
+arithmetic, fp32 rounding apart). The whole generator is then one XNNPACK delegate call.
+
 ``load`` uses the ``executorch.runtime`` Python binding. Its tensors are ``torch`` tensors, so loading
 an ExecuTorch program imports torch (inside ``load``, never at import). ``threads`` sizes the binding's
 thread pool, which XNNPACK uses; the pool is process-wide, so the last session opened sets it.
@@ -28,6 +36,7 @@ from export.runtimes.mobile import (
     example_input,
     package_version,
     require_packages,
+    rewrite_for_xnnpack,
     static_shape,
 )
 
@@ -102,7 +111,10 @@ class ExecuTorchRuntime(MobileRuntime):
     def convert(self, ctx: ConvertContext) -> list[str]:
         self.require()
         require_packages(self, "executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner")
-        data, self.last_convert = lower_to_xnnpack(eval_copy(ctx.module), static_shape(ctx.example_shape))
+        module = eval_copy(ctx.module)
+        rewritten = rewrite_for_xnnpack(module)
+        data, self.last_convert = lower_to_xnnpack(module, static_shape(ctx.example_shape))
+        self.last_convert["rewritten_layers"] = rewritten
         (Path(ctx.bundle_dir) / FILES["executorch"]).write_bytes(data)
         return [FILES["executorch"]]
 

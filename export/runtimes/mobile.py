@@ -168,3 +168,49 @@ class StaticShapeSession:
         if x.shape[0] % step:
             raise SlimganError(f"{self.path.name} runs batches of {step}; got a batch of {x.shape[0]}")
         return np.concatenate([np.asarray(self._run_one(x[i : i + step]), dtype=np.float32) for i in range(0, x.shape[0], step)])
+
+
+def rewrite_for_xnnpack(module: Any) -> int:
+    """Replace the two layers XNNPACK has no kernel for, in place; returns how many were replaced.
+
+    Used before LiteRT and ExecuTorch conversion (both run on XNNPACK on a phone's CPU): reflection
+    padding becomes concatenated slices (exact: the same elements copied) and an ``InstanceNorm2d``
+    without affine parameters or running statistics becomes ``(x - mean) * rsqrt(var + eps)`` over H, W
+    (the same arithmetic, fp32 rounding apart), written so the mean runs over the spatial axes and a
+    converter can keep the channels-last layout XNNPACK works in.
+    """
+    import torch
+    from torch import nn
+
+    class SlicedReflectionPad2d(nn.Module):
+        def __init__(self, padding: tuple[int, int, int, int]) -> None:
+            super().__init__()
+            self.padding = padding
+
+        def forward(self, x):  # (B, C, H, W)
+            left, right, top, bottom = self.padding
+            x = torch.cat([x[:, :, :, i : i + 1] for i in range(left, 0, -1)] + [x]
+                          + [x[:, :, :, -2 - i : -1 - i] for i in range(right)], dim=3)
+            return torch.cat([x[:, :, i : i + 1] for i in range(top, 0, -1)] + [x]
+                             + [x[:, :, -2 - i : -1 - i] for i in range(bottom)], dim=2)
+
+    class ExplicitInstanceNorm2d(nn.Module):
+        def __init__(self, eps: float) -> None:
+            super().__init__()
+            self.eps = eps
+
+        def forward(self, x):  # (B, C, H, W)
+            centred = x - x.mean((2, 3), keepdim=True)
+            return centred * torch.rsqrt((centred * centred).mean((2, 3), keepdim=True) + self.eps)
+
+    replaced = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.ReflectionPad2d):
+                setattr(parent, name, SlicedReflectionPad2d(tuple(int(p) for p in child.padding)))
+            elif isinstance(child, nn.InstanceNorm2d) and not child.affine and not child.track_running_stats:
+                setattr(parent, name, ExplicitInstanceNorm2d(float(child.eps)))
+            else:
+                continue
+            replaced += 1
+    return replaced
