@@ -177,3 +177,39 @@ def test_export_with_an_absent_phone_runtime_fails_before_writing(tmp_path) -> N
     with pytest.raises(MissingDependencyError, match=rf"slimgan\[{missing[0]}\]"):
         export_bundle(tmp_path / "s", tmp_path / "B", res=RES, targets=[missing[0]])
     assert not (tmp_path / "B").exists()
+
+
+def test_bench_latency_times_the_phone_artifacts_as_host_measurements(phone_bundle, tmp_path) -> None:
+    from benchmarks.latency import LatencyConfig, benchmark_latency
+
+    result, _, targets = phone_bundle
+    backends = ["ort", "tflite", "ncnn", "executorch", "ort-mobile", "coreml"]
+    cfg = LatencyConfig(backends=backends, threads=[1], res=RES, warmup_s=0.0, min_runs=10, min_time_s=0.05)
+    report = benchmark_latency([result.bundle], tmp_path / "lat", cfg)
+    rows = {r["backend"]: r for r in report["results"]}
+    skipped = {s["backend"]: s["reason"] for s in report["skipped"]}
+    for backend in ("tflite", "ncnn", "executorch", "ort-mobile"):
+        if backend not in targets:
+            assert backend in skipped
+            continue
+        row = rows[backend]
+        assert row["median_ms"] > 0 and row["runs"] >= 10 and row["threads"] == 1
+        assert row["measured_on"] == "host" and "not a phone latency" in row["note"]
+    assert "ort" in rows and "measured_on" not in rows["ort"]
+    if sys.platform != "darwin":
+        assert "need macOS" in skipped["coreml"]
+    # another resolution than the static artifacts were converted for is skipped, with how to fix it
+    other = benchmark_latency([result.bundle], tmp_path / "lat64", LatencyConfig(
+        backends=[b for b in ("tflite", "executorch") if b in targets] or ["tflite"], threads=[1], res=64,
+        warmup_s=0.0, min_runs=10, min_time_s=0.0))
+    assert not other["results"] and all("re-export" in s["reason"] or "extra" in s["reason"] or "install" in s["reason"]
+                                        for s in other["skipped"])
+
+
+def test_cli_targets_errors_are_one_line_exit_2(tmp_path) -> None:
+    from distill.cli import main
+
+    torch.manual_seed(0)
+    save_checkpoint(create_model("mobile_resnet_9blocks", ngf=4).eval(), tmp_path / "s")
+    assert main(["export", str(tmp_path / "s"), "--res", str(RES), "--targets", "tflite,nope", "--out", str(tmp_path / "B")]) == 2
+    assert not (tmp_path / "B").exists()
