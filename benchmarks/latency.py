@@ -212,13 +212,9 @@ BACKEND_FACTORIES: dict[str, RunFactory] = {
 
 # --------------------------------------------------------------------------------------- environment
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from export.runtimes.mobile import cpu_model
+
+    return cpu_model()
 
 
 def _version(module: str) -> str | None:

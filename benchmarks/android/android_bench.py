@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import logging
 import re
 import shutil
@@ -296,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from benchmarks.latency import SCHEMA, Bundle, add_speedups, format_latency_table
+    from benchmarks.device_report import bundle_models, write_device_report
+    from benchmarks.latency import SCHEMA, Bundle, add_speedups
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]
@@ -323,10 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = ([args.teacher] if args.teacher and args.teacher not in args.models else []) + args.models
     bundles = [Bundle.open(p) for p in paths]
     teacher = Bundle.open(args.teacher).name if args.teacher else None
-    models, results, skipped, pushed = {}, [], [], set()
+    models, results, skipped, pushed = bundle_models(bundles, teacher), [], [], set()
     for b in bundles:
-        models[b.name] = {"bundle": str(b.path), "name": b.manifest.name, "arch": b.manifest.arch, "task": b.manifest.task,
-                          "macs": b.manifest.macs, "params": b.manifest.params, "is_teacher": b.name == teacher}
         for backend in backends:
             for threads in threads_list if "gpu" not in PLANS[backend].accelerator else threads_list[:1]:
                 try:
@@ -348,19 +346,8 @@ def main(argv: list[str] | None = None) -> int:
                      "timing": "the runtimes' own benchmark tools on the phone over adb; see each row's stat"},
         "teacher": teacher, "models": models, "results": results, "skipped": skipped, "predictions": [],
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "latency.json").write_text(json.dumps(report, indent=2) + "\n")
-    table_env = dict(env, onnxruntime="-", onnxruntime_providers=[f"{env['os']}"], python="-")
-    table_settings = dict(report["settings"], res="as exported", warmup_s=f"{args.warmup} runs", min_runs=args.runs, min_time_s=0)
-    (out / "latency.md").write_text(format_latency_table(dict(report, environment=table_env, settings=table_settings)))
-    try:
-        from benchmarks.plots import plot_latency
-
-        plot_latency(report, out / "latency.png")
-    except ImportError:
-        log.warning("matplotlib is not installed; latency.png not drawn")
-    print((out / "latency.md").read_text(), end="")
+    write_device_report(args.out, report, environment={"onnxruntime": "-", "onnxruntime_providers": [env["os"]], "python": "-"},
+                        settings={"res": "as exported", "warmup_s": f"{args.warmup} runs", "min_runs": args.runs, "min_time_s": 0})
     return 0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import platform
 import subprocess
 import sys
@@ -123,15 +122,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"coreml_report: unknown compute units {unknown[0]!r}; choose from {', '.join(COMPUTE_UNITS)}", file=sys.stderr)
         return 2
 
-    from benchmarks.latency import SCHEMA, Bundle, add_speedups, format_latency_table
+    from benchmarks.device_report import bundle_models, write_device_report
+    from benchmarks.latency import SCHEMA, Bundle, add_speedups
 
     paths = ([args.teacher] if args.teacher and args.teacher not in args.models else []) + args.models
     bundles = [Bundle.open(p) for p in paths]
     teacher = Bundle.open(args.teacher).name if args.teacher else None
-    models, results, skipped = {}, [], []
+    models, results, skipped = bundle_models(bundles, teacher), [], []
     for b in bundles:
-        models[b.name] = {"bundle": str(b.path), "name": b.manifest.name, "arch": b.manifest.arch, "task": b.manifest.task,
-                          "macs": b.manifest.macs, "params": b.manifest.params, "is_teacher": b.name == teacher}
         if "coreml" not in b.manifest.files:
             skipped.append({"model": b.name, "backend": "coreml", "reason": "no model.mlpackage; export it with --targets coreml"})
             continue
@@ -149,11 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                      "timing": "MLModel.predict wall time per call after warm-up; median first"},
         "teacher": teacher, "models": models, "results": results, "skipped": skipped, "predictions": [],
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "latency.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "latency.md").write_text(format_latency_table(dict(report, environment=dict(env, onnxruntime="-"))))
-    print((out / "latency.md").read_text(), end="")
+    write_device_report(args.out, report, environment={"onnxruntime": "-"})
     return 0
 
 
