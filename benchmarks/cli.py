@@ -59,8 +59,9 @@ def register_latency(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", choices=sorted(PROFILES),
                    help="device profile filling --backends/--threads: " +
                         "; ".join(f"{k}: {v['description']}" for k, v in PROFILES.items()))
-    p.add_argument("--backends", type=_str_list, help="comma list of torch,ort,ort-fp16,ort-int8,cuda,trt "
-                   "(default torch,ort)")
+    p.add_argument("--backends", type=_str_list, help="comma list of torch,ort,ort-fp16,ort-int8,openvino,openvino-int8,cuda,trt, "
+                   "and the phone runtimes tflite,tflite-fp16,ncnn,executorch,ort-mobile,coreml (host measurements of their "
+                   "own kernels) (default torch,ort)")
     p.add_argument("--threads", type=_int_list,
                    help="comma list of CPU threads, 0 = all cores (default 1,2,4); counts above this machine's "
                         "cores are measured at the cores, and the report says so")

@@ -81,6 +81,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     "nvidia-gpu": {"backends": ["cuda", "trt"], "threads": [1], "description": "ORT CUDA and TensorRT on an NVIDIA GPU"},
     "jetson": {"backends": ["trt"], "threads": [1],
                "description": "run benchmarks/jetson/run_on_jetson.sh on the device; it writes the same latency.json"},
+    "phone-runtimes": {"backends": ["ort", "openvino", "tflite", "ncnn", "executorch", "ort-mobile"], "threads": [1, 2, 4],
+                       "description": "the phone runtimes' own kernels (x86 builds) on this CPU, beside ONNX Runtime and "
+                                      "OpenVINO; host measurements, not phone latencies"},
+    "android": {"backends": ["tflite", "ncnn", "executorch"], "threads": [1, 2, 4],
+                "description": "run benchmarks/android/run_on_android.sh with a phone on adb; it writes the same latency.json"},
 }
 
 

@@ -1,6 +1,6 @@
 """trtexec-style latency of exported bundles, per backend, thread count and batch size.
 
-Each (bundle, backend, threads, batch) cell is timed by :func:`export.runtime.time_session`: a timed
+Each (bundle, backend, threads, batch) cell is timed by :func:`export.runtimes.timing.time_session`: a timed
 warm-up, then at least ``min_runs`` timed calls and at least ``min_time_s`` seconds of them. Results list
 the median first, then mean / p90 / p95 / p99, min / max and throughput (images/s = batch x calls/s).
 
@@ -11,9 +11,20 @@ torch      the bundle's ``source_checkpoint`` in PyTorch (``torch.set_num_thread
 ort        ``model.onnx`` in ONNX Runtime, CPUExecutionProvider
 ort-fp16   the bundle's FP16 model in ONNX Runtime CPU
 ort-int8   the bundle's INT8 model in ONNX Runtime CPU
+openvino   the bundle's OpenVINO IR ``model.xml``, compiled at the precision export checked
+openvino-int8  NNCF's INT8 IR ``model.int8.xml``
 cuda       ``model.onnx`` in ONNX Runtime, CUDAExecutionProvider
-trt        a TensorRT engine built from ``model.onnx`` (FP16 where the GPU supports it)
+trt        the bundle's own TensorRT engine ``model.plan`` (``slimgan export --trt``)
+tflite     ``model.tflite`` in LiteRT's interpreter (XNNPACK)           } phone runtimes, exported with
+tflite-fp16  ``model.fp16.tflite`` (fp16 weights, the GPU-delegate file) } ``--targets``; timed here on
+ncnn       ``model.ncnn.param/.bin`` in ncnn (fp32)                      } their x86 builds and labelled
+executorch ``model.pte`` in ExecuTorch's runtime (XNNPACK)               } as host measurements
+ort-mobile ``model.ort`` in ONNX Runtime (ORT format)                    }
+coreml     ``model.mlpackage`` (macOS only; skipped elsewhere with the reason)
 ========== =====================================================================================
+
+Every backend but ``torch`` goes through :mod:`export.runtimes`, so it times the bundle's own
+artifacts with the settings export checked and serve runs.
 
 A backend that cannot run here (no file, no provider, no GPU, no TensorRT) is *skipped with a reason*;
 the reasons are written to ``latency.json`` and printed. With a teacher bundle each student's
@@ -39,13 +50,16 @@ from typing import Any
 
 import numpy as np
 
-from distill.errors import ConfigError, MissingDependencyError, SlimganError
+from distill.errors import ConfigError, MissingDependencyError
 from export.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "slimgan-latency/1"
-BACKENDS = ("torch", "ort", "ort-fp16", "ort-int8", "cuda", "trt")
+BACKENDS = ("torch", "ort", "ort-fp16", "ort-int8", "openvino", "openvino-int8", "cuda", "trt",
+            "tflite", "tflite-fp16", "ncnn", "executorch", "ort-mobile", "coreml")
+# Phone runtimes: measured here on their x86 kernels, so their rows say so (export.targets.HOST_NOTE).
+PHONE_BACKENDS = ("tflite", "tflite-fp16", "ncnn", "executorch", "ort-mobile", "coreml")
 GPU_BACKENDS = ("cuda", "trt")
 
 
@@ -120,25 +134,42 @@ def _check_batch(manifest: Manifest, batch: int) -> None:
 RunFactory = Callable[[Bundle, np.ndarray, int], tuple[Callable[[], object], str]]
 
 
-def _ort_factory(role: str, provider: str) -> RunFactory:
+def _runtime_factory(runtime: str, role: str, device: str = "cpu", hint: str = "") -> RunFactory:
+    """Time the bundle's own ``role`` file on ``runtime`` through :mod:`export.runtimes`, loaded as export
+    checked it (``manifest.runtimes``: e.g. OpenVINO's compile precision)."""
+
     def factory(bundle: Bundle, x: np.ndarray, threads: int) -> tuple[Callable[[], object], str]:
-        import onnxruntime as ort
+        from export.runtimes import get_runtime
 
-        from export.runtime import make_session
-
+        rt = get_runtime(runtime)
+        ok, reason = rt.available()
+        if ok and hasattr(rt, "runs_here"):
+            ok, reason = rt.runs_here()
+        if not ok:
+            raise Skip(reason)
         if role not in bundle.manifest.files:
-            raise Skip(f"the bundle has no {role} model (files: {', '.join(bundle.manifest.files)}); "
-                       f"export it with --{role}")
+            raise Skip(f"the bundle has no {role} model (files: {', '.join(bundle.manifest.files)}); {hint or f'export it with --{role}'}")
         path = bundle.manifest.model_path(bundle.path, role)
-        if not path.is_file():
+        if not path.exists():
             raise Skip(f"{path} is listed in the manifest but missing")
-        if provider not in ort.get_available_providers():
-            raise Skip(f"ONNX Runtime {ort.__version__} has no {provider} (available: "
-                       f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu on a CUDA machine")
-        session = make_session(path, threads=threads, providers=[provider])
-        inp = session.get_inputs()[0]
-        feed = {inp.name: x.astype(np.float16) if inp.type == "tensor(float16)" else x}
-        return (lambda: session.run(None, feed)), session.get_providers()[0]
+        static = (bundle.manifest.runtimes.get(runtime) or {}).get("input_shape")
+        if static and runtime != "ncnn" and list(static[1:]) != list(x.shape[1:]):
+            raise Skip(f"{path.name} was converted for {'x'.join(map(str, static))} inputs; re-export at this --res to time it")
+        opts = {}
+        precision = (bundle.manifest.runtimes.get(role) or {}).get("precision")
+        if runtime == "openvino" and precision in ("f32", "bf16", "f16"):
+            opts["precision"] = precision
+        if runtime == "onnxruntime" and device == "cuda":
+            import onnxruntime as ort
+
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise Skip(f"ONNX Runtime {ort.__version__} has no CUDAExecutionProvider (available: "
+                           f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu on a CUDA machine")
+            opts["providers"] = ["CUDAExecutionProvider"]
+        session = rt.load(path, threads=threads, device=device, **opts)
+        info = session.describe()
+        label = " ".join(str(v) for v in (info.get("runtime"), info.get("version"), info.get("device"), info.get("precision")) if v)
+        return (lambda: session.run(x)), label
 
     return factory
 
@@ -162,81 +193,28 @@ def _torch_factory(bundle: Bundle, x: np.ndarray, threads: int) -> tuple[Callabl
     return run, f"torch {torch.__version__} CPU"
 
 
-def _trt_factory(bundle: Bundle, x: np.ndarray, threads: int) -> tuple[Callable[[], object], str]:
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise Skip("TensorRT is not installed (pip install 'slimgan[trt]' on a machine with an NVIDIA GPU)") from None
-    import torch
-
-    if not torch.cuda.is_available():
-        raise Skip("TensorRT needs a CUDA GPU; torch.cuda.is_available() is False")
-    engine, context, bindings, stream = build_trt_engine(bundle.manifest.model_path(bundle.path, "fp32"), x)
-
-    def run() -> object:
-        bindings["input"].copy_(torch.from_numpy(x), non_blocking=False)
-        context.execute_async_v3(stream.cuda_stream)
-        out = bindings["output"].cpu()  # synchronises, like trtexec's end-to-end latency (H2D + compute + D2H)
-        return out
-
-    return run, f"TensorRT {trt.__version__} ({torch.cuda.get_device_name(0)})"
-
-
-def build_trt_engine(onnx_path: Path, x: np.ndarray, fp16: bool = True) -> tuple[Any, Any, dict[str, Any], Any]:
-    """Build a TensorRT engine for ``onnx_path`` at ``x``'s shape (TensorRT 10 API); CUDA buffers via torch."""
-    import tensorrt as trt
-    import torch
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(Path(onnx_path).read_bytes()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise SlimganError(f"TensorRT could not parse {onnx_path}: {errors}")
-    config = builder.create_builder_config()
-    if fp16 and builder.platform_has_fast_fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-    inp = network.get_input(0)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(inp.name, x.shape, x.shape, x.shape)
-    config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise SlimganError(f"TensorRT failed to build an engine for {onnx_path}")
-    engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
-    context = engine.create_execution_context()
-    context.set_input_shape(inp.name, x.shape)
-    out_name = network.get_output(0).name
-    out_shape = tuple(context.get_tensor_shape(out_name))
-    bindings = {
-        "input": torch.empty(x.shape, dtype=torch.float32, device="cuda"),
-        "output": torch.empty(out_shape, dtype=torch.float32, device="cuda"),
-    }
-    context.set_tensor_address(inp.name, bindings["input"].data_ptr())
-    context.set_tensor_address(out_name, bindings["output"].data_ptr())
-    return engine, context, bindings, torch.cuda.Stream()
-
-
 BACKEND_FACTORIES: dict[str, RunFactory] = {
     "torch": _torch_factory,
-    "ort": _ort_factory("fp32", "CPUExecutionProvider"),
-    "ort-fp16": _ort_factory("fp16", "CPUExecutionProvider"),
-    "ort-int8": _ort_factory("int8", "CPUExecutionProvider"),
-    "cuda": _ort_factory("fp32", "CUDAExecutionProvider"),
-    "trt": _trt_factory,
+    "ort": _runtime_factory("onnxruntime", "fp32"),
+    "ort-fp16": _runtime_factory("onnxruntime", "fp16"),
+    "ort-int8": _runtime_factory("onnxruntime", "int8"),
+    "cuda": _runtime_factory("onnxruntime", "fp32", device="cuda"),
+    "openvino": _runtime_factory("openvino", "openvino", hint="export it with this slimgan (OpenVINO IR)"),
+    "openvino-int8": _runtime_factory("openvino", "openvino-int8",
+                                      hint="export it with --int8 --calib DIR and the openvino-int8 extra (NNCF)"),
+    "trt": _runtime_factory("tensorrt", "plan", device="cuda", hint="export it with --trt on this GPU"),
+    **{name: _runtime_factory(runtime, role, hint=f"export it with --targets {runtime}")
+       for name, runtime, role in (("tflite", "tflite", "tflite"), ("tflite-fp16", "tflite", "tflite-fp16"),
+                                   ("ncnn", "ncnn", "ncnn-param"), ("executorch", "executorch", "executorch"),
+                                   ("ort-mobile", "ort-mobile", "ort-mobile"), ("coreml", "coreml", "coreml"))},
 }
 
 
 # --------------------------------------------------------------------------------------- environment
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from export.runtimes.mobile import cpu_model
+
+    return cpu_model()
 
 
 def _version(module: str) -> str | None:
@@ -267,6 +245,8 @@ def environment() -> dict[str, Any]:
         "onnxruntime_device": ort.get_device(),
         "onnxruntime_providers": ort.get_available_providers(),
         "torch": _version("torch"),
+        "openvino": _version("openvino"),
+        "nncf": _version("nncf"),
         "tensorrt": _version("tensorrt"),
         "gpu": None,
         "device": "host",
@@ -337,7 +317,7 @@ def _macs_at(bundle: Bundle, res: int) -> tuple[int, int | None, list[Any] | Non
 
 def measure_cell(bundle: Bundle, backend: str, threads: int, batch: int, cfg: LatencyConfig) -> dict[str, Any]:
     """Time one (bundle, backend, threads, batch) cell; raises :class:`Skip` when it cannot run."""
-    from export.runtime import time_session
+    from export.runtimes.timing import time_session
 
     _check_batch(bundle.manifest, batch)
     x = make_input(bundle.manifest, batch, cfg.res)
@@ -355,7 +335,14 @@ def measure_cell(bundle: Bundle, backend: str, threads: int, batch: int, cfg: La
         "p95_ms": stats["p95_ms"], "p99_ms": stats["p99_ms"], "min_ms": stats["min_ms"],
         "max_ms": stats["max_ms"], "runs": stats["runs"],
         "throughput_ips": stats["throughput"] * batch,
+        **({"measured_on": "host", "note": _host_note()} if backend in PHONE_BACKENDS else {}),
     }
+
+
+def _host_note() -> str:
+    from export.targets import HOST_NOTE
+
+    return HOST_NOTE
 
 
 def benchmark_latency(bundle_dirs: list[str | Path], out: str | Path, cfg: LatencyConfig,

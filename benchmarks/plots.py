@@ -61,9 +61,10 @@ def plot_latency(report: dict[str, Any], path: str | Path) -> Path:
                 continue
             xs.append(si - 0.4 + bar_w * (mi + 0.5))
             ys.append(row["median_ms"])
-            errs.append(max(row["p90_ms"] - row["median_ms"], 0.0))
+            p90 = row["p90_ms"] if row.get("p90_ms") is not None else row["median_ms"]  # tools that report no percentiles
+            errs.append(max(p90 - row["median_ms"], 0.0))
             labels.append(row.get("speedup"))
-            top = max(top, row["p90_ms"])
+            top = max(top, p90)
         info = report["models"][model]
         role = info.get("role") or ("teacher" if model == teacher else None)
         legend = f"{model_label(model, role)}: {_macs_words(info['macs'])}" if info.get("macs") else model_label(model, role)

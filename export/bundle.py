@@ -27,7 +27,7 @@ from export.convention import input_range, model_convention, output_range, parit
 from export.manifest import Manifest, Postprocessing, Preprocessing, TensorSpec
 from export.onnx_export import DEFAULT_OPSET, export_onnx
 from export.parity import compare, failed_rows
-from export.runtime import make_session
+from export.runtimes import ConvertContext, get_runtime
 
 # One intra-op thread for the checks and the side-by-side speed measurement: the edge setting, and the
 # one where a slim student's latency is stable. On the 2-vCPU machines this was measured on, a 1.4 GMAC
@@ -40,7 +40,18 @@ log = logging.getLogger(__name__)
 
 PARITY_NAME = "parity.json"
 SPEED_NAME = "speed.json"
-FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "plan": "model.plan"}
+FILES = {
+    "fp32": "model.onnx",
+    "fp16": "model.fp16.onnx",
+    "int8": "model.int8.onnx",
+    "plan": "model.plan",
+    "openvino": "model.xml",
+    "openvino-weights": "model.bin",
+    "openvino-int8": "model.int8.xml",
+    "openvino-int8-weights": "model.int8.bin",
+}
+# Roles a runtime loads (weights files travel beside their .xml); speed.json times each once.
+OPENVINO_PRECISIONS = ("auto", "f32", "bf16")
 
 
 @dataclass
@@ -110,9 +121,43 @@ def _torch_run(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     return model(torch.from_numpy(x)).numpy()
 
 
+def _run(runtime: str, path: Path, x: np.ndarray, threads: int, **opts: Any) -> np.ndarray:
+    """One batch through a fresh session of ``runtime`` on ``path`` (the runtime layer)."""
+    session = get_runtime(runtime).load(path, threads=threads, **opts)
+    try:
+        return session.run(x)
+    finally:
+        session.close()
+
+
 def _ort_run(path: Path, x: np.ndarray, threads: int) -> np.ndarray:
-    sess = make_session(path, threads=threads)
-    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    return _run("onnxruntime", path, x, threads)
+
+
+def _openvino_rows(path: Path, x: np.ndarray, ref: np.ndarray, threads: int, asked: str, label: str, gate: str,
+                   notes: list[str]) -> tuple[list[dict[str, Any]], str]:
+    """Parity rows of an OpenVINO IR and the precision to ship it at.
+
+    ``asked``: ``auto`` checks f32 and, where the CPU defaults to a reduced precision (bf16), that one
+    too, and ships the reduced one when it passes its gate (PSNR >= 40 dB, as fp16); ``f32`` / ``bf16``
+    force one. ``gate``: the row gate of the f32 check (``fp32``; ``int8`` for a quantised IR).
+    """
+    rows = []
+    native = get_runtime("openvino").load(path, threads=threads).precision if asked == "auto" else asked
+    if asked in ("auto", "f32") or native == "f32":
+        rows.append(compare(f"student: torch vs openvino{label} f32", _run("openvino", path, x, threads, precision="f32"), ref, gate))
+    if native == "f32":
+        return rows, "f32"
+    reduced_gate = "int8" if gate == "int8" else "bf16"
+    row = compare(f"student: torch vs openvino{label} {native}", _run("openvino", path, x, threads, precision=native), ref, reduced_gate)
+    rows.append(row)
+    if asked == "auto" and row["passed"] is False:
+        # Not shipped, so not a deployment failure: keep the numbers, run the bundle in f32.
+        row["passed"] = None
+        row["criterion"] = f"not shipped: {row['criterion']} failed, OpenVINO runs this bundle in f32"
+        notes.append(f"openvino{label}: {native} below its parity gate (PSNR {row.get('psnr_db')}); shipping f32")
+        return rows, "f32"
+    return rows, native
 
 
 def export_bundle(
@@ -135,6 +180,9 @@ def export_bundle(
     speed_rounds: int = 5,
     speed_block_s: float = 0.5,
     optimize: bool = True,
+    openvino: bool = True,
+    openvino_precision: str = "auto",
+    targets: str | list[str] | None = None,
 ) -> ExportResult:
     """Export ``checkpoint`` into the bundle directory ``out`` (see module docstring).
 
@@ -143,14 +191,28 @@ def export_bundle(
     bundle is written and ``ExportResult.ok`` is False, so the caller can show the table.
     ``optimize``: apply the exact graph rewrites of :mod:`export.optimize` to ``model.onnx`` (and to the
     teacher graph it is timed against); ``False`` ships the graph as exported and simplified.
+    ``openvino``: also write the OpenVINO IR (``model.xml`` / ``model.bin``; with ``int8``, NNCF's
+    ``model.int8.xml`` when the ``openvino-int8`` extra is installed). ``openvino_precision``: ``auto``
+    (OpenVINO's CPU default when it passes parity, else f32), ``f32`` or ``bf16``.
+    ``targets``: the artifacts to write (:mod:`export.targets`; ``onnx`` always): when given, it sets
+    ``fp16`` / ``int8`` / ``trt`` / ``openvino`` and adds the phone runtimes (``tflite``, ``coreml``,
+    ``ncnn``, ``executorch``, ``ort-mobile``), each converted, parity-checked and timed.
     """
     from distill.checkpoint import checkpoint_role, load_checkpoint
     from distill.profile import count_macs, count_params
+    from export.targets import convert_phone_targets, parse_targets, phone_parity_rows, require_phone_targets
 
+    chosen = parse_targets(targets)
+    if chosen:
+        fp16, int8, trt = fp16 or "fp16" in chosen, int8 or "int8" in chosen, trt or "tensorrt" in chosen
+        openvino = "openvino" in chosen
+        require_phone_targets(chosen)
     if trt:
         from export.tensorrt_engine import require_tensorrt
 
         require_tensorrt()
+    if openvino_precision not in OPENVINO_PRECISIONS:
+        raise ConfigError(f"--openvino-precision {openvino_precision!r}: choose one of {', '.join(OPENVINO_PRECISIONS)}")
     if res is not None and (height is not None or width is not None):
         raise ConfigError("give either --res or --height/--width, not both")
     height = height or res
@@ -179,8 +241,9 @@ def export_bundle(
     x, inputs_doc = parity_inputs(info.input_kind, sample_shape, parity_batch, calib, in_range, make_inputs)
     example = torch.from_numpy(x[:1].copy())
     onnx_path = out / FILES["fp32"]
+    ov_source = out / ".model.openvino.onnx"  # the graph optimised for OpenVINO; converted to the IR, then removed
     exported = export_onnx(model, onnx_path, example, input_kind=info.input_kind, opset=opset, dynamic_batch=True, dynamic_spatial=True,
-                           optimize=optimize)
+                           optimize=optimize, targets={"openvino": ov_source} if openvino else None)
     notes += exported.notes
     files = {"fp32": FILES["fp32"]}
     ref = _torch_run(model, x)
@@ -198,6 +261,7 @@ def export_bundle(
             rows.append(compare(f"{role}: torch vs onnx fp16", _ort_run(out / FILES["fp16"], x, threads), ref, "fp16", data_range=out_span))
 
     # 3. int8 ----------------------------------------------------------------------------------
+    samples = None
     if int8:
         from export.int8 import load_calibration_images, quantize_int8
 
@@ -210,27 +274,60 @@ def export_bundle(
         if check:
             rows.append(compare(f"{role}: torch vs onnx int8", _ort_run(out / FILES["int8"], x, threads), ref, "int8", data_range=out_span))
 
+    # 3b. OpenVINO IR (and NNCF INT8) -------------------------------------------------------------
+    runtimes: dict[str, Any] = {}
+    if openvino:
+        ov_rt = get_runtime("openvino")
+        ok, reason = ov_rt.available()
+        if not ok:
+            notes.append(reason)
+        else:
+            from export.runtimes.openvino_int8 import nncf_problem
+
+            nncf_missing = nncf_problem() if int8 else None
+            if nncf_missing:
+                notes.append(f"openvino-int8 skipped: {nncf_missing}")
+            ctx = ConvertContext(out, onnx_path, model, (1, *sample_shape), samples,
+                                 {"int8": bool(int8 and not nncf_missing), "source_onnx": exported.variants.get("openvino")})
+            written = ov_rt.convert(ctx)
+            precision = "f32" if openvino_precision == "auto" and not check else openvino_precision
+            if check:
+                ov_rows, precision = _openvino_rows(out / FILES["openvino"], x, ref, threads, openvino_precision, "", "fp32", notes)
+                rows += ov_rows
+            runtimes["openvino"] = {"precision": precision, "files": [f for f in written if not f.startswith("model.int8")]}
+            files["openvino"], files["openvino-weights"] = FILES["openvino"], FILES["openvino-weights"]
+            if FILES["openvino-int8"] in written:
+                files["openvino-int8"], files["openvino-int8-weights"] = FILES["openvino-int8"], FILES["openvino-int8-weights"]
+                q_precision = precision
+                if check:
+                    q_rows, q_precision = _openvino_rows(out / FILES["openvino-int8"], x, ref, threads, precision, " int8", "int8", notes)
+                    rows += q_rows
+                runtimes["openvino-int8"] = {"precision": q_precision, "files": [f for f in written if f.startswith("model.int8")]}
+
+    ov_source.unlink(missing_ok=True)
+
     # 4. TensorRT ------------------------------------------------------------------------------
     engine = None
     if trt:
-        from export.tensorrt_engine import EngineRunner, build_engine
-
-        engine = build_engine(
-            onnx_path,
-            out / FILES["plan"],
-            exported.input_name,
-            (bmin, *sample_shape),
-            (bopt, *sample_shape),
-            (bmax, *sample_shape),
-            fp16=fp16,
-            fp16_onnx_path=out / FILES["fp16"] if fp16 else None,
-        )
+        trt_rt = get_runtime("tensorrt")
+        ctx = ConvertContext(out, onnx_path, model, (bopt, *sample_shape), samples, {
+            "fp16": fp16, "batch": (bmin, bopt, bmax), "input_name": exported.input_name,
+            "fp16_onnx": out / FILES["fp16"] if fp16 else None,
+        })
+        trt_rt.convert(ctx)
+        engine = ctx.options["engine"]
         files["plan"] = FILES["plan"]
+        runtimes["tensorrt"] = {"precision": engine.mode, "files": [FILES["plan"]]}
         if check:
             trt_x = x[: max(bmin, min(parity_batch, bmax))]
-            trt_out = EngineRunner(engine.path)(trt_x)
+            trt_out = _run("tensorrt", engine.path, trt_x, threads)
             rows.append(compare(f"{role}: torch vs tensorrt ({engine.mode})", trt_out, ref[: len(trt_x)], "fp16" if fp16 else "fp32",
                                 data_range=out_span))
+
+    # 4b. Phone runtimes (LiteRT, Core ML, ncnn, ExecuTorch, ONNX Runtime Mobile) ----------------
+    phone_written = convert_phone_targets(chosen, out, onnx_path, model, sample_shape, samples, files, runtimes)
+    if check and phone_written:
+        rows += phone_parity_rows(phone_written, out, model, x, ref, threads)
 
     # 5. Teacher --------------------------------------------------------------------------------
     macs = count_macs(model, example=example)
@@ -255,13 +352,15 @@ def export_bundle(
     speed: dict[str, Any] = {"checked": False}
     if check:
         speed = _measure_speed(
-            out, model, teacher_model, info.input_kind, sample_shape, bopt, opset, threads, macs, params, teacher_info, files, engine, notes,
+            out, model, teacher_model, info.input_kind, sample_shape, bopt, opset, threads, macs, params, teacher_info, files, runtimes, notes,
             rounds=speed_rounds, block_s=speed_block_s, optimize=optimize, student_export=exported, role=role,
         )
 
     # 7. Manifest and reports ------------------------------------------------------------------
-    manifest = dataclasses.replace(_manifest(model, info, kwargs, exported, files, opset, macs, params, bmax,
-                                             sample_shape, convention), role=role)
+    manifest = _manifest(model, info, kwargs, exported, files, opset, macs, params, bmax, sample_shape, convention)
+    runtimes["onnxruntime"] = {"precision": "fp32", "files": [FILES["fp32"]] + [files[r] for r in ("fp16", "int8") if r in files]}
+    manifest = dataclasses.replace(manifest, role=role, runtimes=runtimes,
+                                   preferred_runtime=speed.get("runtime") or "onnxruntime")
     manifest.save(out)
     parity_doc = {
         "rows": rows,
@@ -331,86 +430,176 @@ def _manifest(model, info, kwargs, exported, files, opset, macs, params, bmax, s
     )
 
 
-def _measure_speed(
-    out, model, teacher_model, input_kind, sample_shape, batch, opset, threads, macs, params, teacher_info, files, engine, notes, rounds, block_s,
-    optimize=True, student_export=None, role="student",
-) -> dict[str, Any]:
-    """Side-by-side latency rows (see export.speed). Returns the ``speed.json`` document."""
+def _speed_targets(out: Path, files: dict[str, str], runtimes: dict[str, Any], teacher_graph: Path | None, tmp: Path) -> list[dict[str, Any]]:
+    """Every graph speed.json times, once each: (runtime, role, file, load options)."""
     import onnxruntime as ort
 
-    from export.speed import compare_onnx, speed_row
+    targets = [{"runtime": "onnxruntime", "label": "onnxruntime-cpu", "role": "student", "path": out / files["fp32"], "opts": {}}]
+    if teacher_graph is not None:
+        targets.append({"runtime": "onnxruntime", "label": "onnxruntime-cpu", "role": "teacher", "path": teacher_graph, "opts": {}})
+    if "int8" in files:
+        targets.append({"runtime": "onnxruntime", "label": "onnxruntime-cpu", "role": "student-int8", "path": out / files["int8"], "opts": {}})
+    if "openvino" in runtimes:
+        ov_opts = {"precision": runtimes["openvino"]["precision"]}
+        targets.append({"runtime": "openvino", "label": "openvino-cpu", "role": "student", "path": out / files["openvino"], "opts": ov_opts})
+        if teacher_graph is not None:
+            # The teacher through the same converter, compiled with the same properties.
+            t_dir = tmp / "teacher-openvino"
+            t_dir.mkdir()
+            t_source = teacher_graph.with_name("teacher.openvino.onnx")
+            get_runtime("openvino").convert(ConvertContext(t_dir, teacher_graph, options={"source_onnx": t_source if t_source.is_file() else None}))
+            targets.append({"runtime": "openvino", "label": "openvino-cpu", "role": "teacher", "path": t_dir / FILES["openvino"], "opts": ov_opts})
+        if "openvino-int8" in runtimes:
+            targets.append({"runtime": "openvino", "label": "openvino-cpu", "role": "student-int8", "path": out / files["openvino-int8"],
+                            "opts": {"precision": runtimes["openvino-int8"]["precision"]}})
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        for t in [t for t in targets if t["runtime"] == "onnxruntime" and t["role"] in ("student", "teacher")]:
+            targets.append({**t, "label": "onnxruntime-cuda", "opts": {"device": "cuda"}})
+    if "plan" in files:
+        targets.append({"runtime": "tensorrt", "label": "tensorrt", "role": "student", "path": out / files["plan"], "opts": {},
+                        "note": "includes host<->device copies"})
+    return targets
+
+
+def _time_targets(targets: list[dict[str, Any]], x: np.ndarray, threads: int, rounds: int, block_s: float) -> dict[int, dict[str, Any]]:
+    """Load every target through the runtime layer and time them interleaved (export.speed)."""
+    from export.speed import interleaved
+
+    sessions = {}
+    try:
+        for i, t in enumerate(targets):
+            sessions[i] = get_runtime(t["runtime"]).load(t["path"], threads=threads, **t["opts"])
+        fns = {i: (lambda s=s: s.run(x)) for i, s in sessions.items()}
+        stats = interleaved(fns, rounds=rounds, min_time_s=block_s)
+        for i, s in sessions.items():
+            stats[i]["describe"] = s.describe()
+        return stats
+    finally:
+        for s in sessions.values():
+            s.close()
+
+
+def _measure_speed(
+    out, model, teacher_model, input_kind, sample_shape, batch, opset, threads, macs, params, teacher_info, files, runtimes, notes, rounds,
+    block_s, optimize=True, student_export=None, role="student",
+) -> dict[str, Any]:
+    """Side-by-side latency of every runtime's artifacts (see export.speed). Returns the ``speed.json`` document.
+
+    Teacher and student run on the same runtime with the same threads and settings; all graphs of all
+    runtimes are timed interleaved in one set, so load from other processes hits them alike.
+    ``by_runtime`` has each runtime's medians and speedup; the top-level ``runtime`` / ``speedup`` are
+    those of the runtime on which the student is fastest (the bundle's preferred runtime).
+    ``role`` names the exported model in the document (``teacher`` or ``model`` when a checkpoint
+    that is not a student is exported on its own); internally the exported model is the "student" slot.
+    """
+    from export.speed import speed_row
+    from export.targets import label_phone_entries, phone_speed_targets, serving_runtimes
 
     x = make_inputs(input_kind, sample_shape, batch, seed=2)
     student_info = {"macs": macs, "params": params, "arch": model.slimgan_config["arch"]}
+    infos = {"student": student_info, "teacher": teacher_info, "student-int8": student_info}
+    cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="slimgan-speed-") as tmp:
-        student_graph, teacher_graph, graph_note = _speed_graphs(out, teacher_model, x, input_kind, opset, Path(tmp), optimize,
-                                                                 student_export, role)
-        # int8 is timed in the same interleave as fp32 (and the teacher): each graph is measured once.
-        variants = {"int8": out / files["int8"]} if "int8" in files else None
-        rows = compare_onnx(student_graph, teacher_graph, x, threads, student_info, teacher_info, rounds=rounds,
-                            min_time_s=block_s, role=role, variants=variants)
+        student_graph, teacher_graph, graph_note = _speed_graphs(out, teacher_model, x, input_kind, opset, Path(tmp), optimize, student_export, role)
+        targets = _speed_targets(out, files, runtimes, teacher_graph, Path(tmp))
+        targets += phone_speed_targets(out, files, runtimes, teacher_model, teacher_graph, sample_shape, Path(tmp))
+        stats = _time_targets(targets, x, threads, rounds, block_s)
+        more: dict[int, dict[str, Any]] = {}
+        pairs = [i for i, t in enumerate(targets) if t["role"] in ("student", "teacher") and t["label"].endswith("-cpu")]
+        if teacher_info is not None and cores != threads:
+            # The other common setting, for information: all cores of this machine.
+            sub = [targets[i] for i in pairs]
+            more = dict(zip(pairs, _time_targets(sub, x, cores, max(2, rounds // 2), block_s).values(), strict=True))
+        rows, by_runtime = [], {}
+        for i, t in enumerate(targets):
+            st = dict(stats[i])
+            described = st.pop("describe")
+            role, label = t["role"], t["label"]
+            precision = "int8" if role.endswith("int8") else described.get("precision", "fp32")
+            info = infos[role] or {}
+            rows.append(speed_row(
+                f"{role.replace('-int8', '')} {label}" + (f" int8 ({t['path'].name})" if role.endswith("int8") else ""),
+                st, batch, info.get("macs"), info.get("params"),
+                **{k: v for k, v in info.items() if k not in ("macs", "params")},
+                backend=label, runtime=t["runtime"], threads=described.get("threads", threads), role=role.replace("-int8", ""),
+                graph=t["path"].name if t["role"] != "teacher" else "teacher (same pipeline)", precision=precision,
+                **({"note": t["note"]} if "note" in t else {}),
+            ))
+            key = t["runtime"] if label.endswith("-cpu") else label
+            entry = by_runtime.setdefault(key, {"backend": label, "threads": threads, "version": described.get("version"),
+                                                "device": described.get("device")})
+            if role == "student-int8":
+                entry["int8"] = {"graph": t["path"].name, "median_ms": st["median_ms"], "precision": precision}
+                continue
+            entry[f"{role}_median_ms"] = st["median_ms"]
+            entry[f"{role}_mean_ms"] = st["mean_ms"]
+            entry[f"{role}_graph"] = t["path"].name if role == "student" else "teacher (same pipeline)"
+            if role == "student":
+                entry["precision"] = precision
+                entry["settings"] = {k: v for k, v in described.items() if k not in ("version", "device", "file")}
+            if i in more:
+                entry.setdefault("by_threads", {}).setdefault(str(cores), {})[f"{role}_median_ms"] = more[i]["median_ms"]
+        for entry in by_runtime.values():
+            _finish_entry(entry, threads)
+        label_phone_entries(by_runtime, threads)
+        fastest = min(serving_runtimes(by_runtime), key=lambda k: by_runtime[k]["student_median_ms"])
+        best = by_runtime[fastest]
         doc: dict[str, Any] = {
             "checked": True,
-            "backend": "onnxruntime-cpu",
+            "runtime": fastest,
+            "backend": best["backend"],
             "threads": threads,
             "batch": batch,
             "input_shape": list(x.shape),
             "timed_graph": graph_note,
-            "session_options": "ORT_ENABLE_ALL, sequential, mem pattern + CPU arena, intra_op_num_threads=threads, inter_op=1, "
-                               "session.intra_op.allow_spinning=0",
             "rounds": rounds,
-            "versions": {"onnxruntime": ort.__version__, "python": platform.python_version(), "machine": platform.machine()},
+            "versions": {"python": platform.python_version(), "machine": platform.machine(),
+                         **{k: e["version"] for k, e in by_runtime.items()}},
             "rows": rows,
-            "speedup": None,
+            "by_runtime": by_runtime,
+            "speedup": best.get("speedup"),
             "mac_ratio": None,
         }
         if teacher_info is not None:
-            s_med = rows[0]["median_ms"]
-            t_med = rows[1]["median_ms"]
-            doc["speedup"] = t_med / s_med
-            doc["by_threads"] = {str(threads): _speedup_entry(rows)}
-            cores = os.cpu_count() or 1
-            if cores != threads:
-                # The other common setting, for information: all cores of this machine.
-                more = compare_onnx(student_graph, teacher_graph, x, cores, student_info, teacher_info,
-                                    rounds=max(2, rounds // 2), min_time_s=block_s, role=role)
-                doc["by_threads"][str(cores)] = _speedup_entry(more)
-            doc["mean_speedup"] = rows[1]["mean_ms"] / rows[0]["mean_ms"]
+            doc["by_threads"] = best.get("by_threads", {})
+            doc["mean_speedup"] = best.get("mean_speedup")
             doc["mac_ratio"] = teacher_info["macs"] / max(macs, 1)
             doc["param_ratio"] = teacher_info["params"] / max(params, 1)
-        extra: dict[str, Any] = {}
-        if variants:
-            int8_row = next(r for r in rows if r.get("precision") == "int8")
-            extra["int8_speedup_vs_fp32"] = rows[0]["median_ms"] / int8_row["median_ms"]
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            rows += compare_onnx(
-                out / files["fp32"],
-                teacher_graph if teacher_graph is not None else None,
-                x,
-                threads,
-                student_info,
-                teacher_info,
-                rounds=rounds,
-                min_time_s=block_s,
-                providers=["CUDAExecutionProvider"],
-                backend="onnxruntime-cuda",
-                role=role,
-            )
-        if engine is not None:
-            from export.runtime import time_session
-            from export.tensorrt_engine import EngineRunner
-
-            runner = EngineRunner(engine.path)
-            stats = time_session(lambda: runner(x))
-            rows.append(speed_row(f"{role} tensorrt ({engine.mode})", stats, batch, macs, params, backend="tensorrt", note="includes host<->device copies"))
-        doc.update(extra)
+        int8 = {k: e["int8"] for k, e in by_runtime.items() if "int8" in e}
+        if int8:
+            faster = min(int8, key=lambda k: int8[k]["median_ms"])
+            doc["int8"] = {**int8, "faster": faster}
+            doc["int8_speedup_vs_fp32"] = int8[faster]["speedup_vs_fp32"]
     if teacher_info is None:
         notes.append("no --teacher: speed.json has no speedup")
-    return doc
+    return doc if role == "student" else _rename_slot(doc, "student", role)
 
 
-def _speedup_entry(rows: list[dict[str, Any]]) -> dict[str, float]:
-    student, teacher = rows[0]["median_ms"], rows[1]["median_ms"]
+def _rename_slot(value: Any, slot: str, role: str) -> Any:
+    """``value`` with the exported model's slot name (keys, row names, role fields) replaced by its role."""
+    if isinstance(value, dict):
+        return {k.replace(slot, role): _rename_slot(v, slot, role) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rename_slot(v, slot, role) for v in value]
+    if isinstance(value, str):
+        return value.replace(slot, role)
+    return value
+
+
+def _finish_entry(entry: dict[str, Any], threads: int) -> None:
+    """Speedups of one ``by_runtime`` entry (teacher / student medians; int8 against the fp32 student)."""
+    student, teacher = entry.get("student_median_ms"), entry.get("teacher_median_ms")
+    entry["speedup"] = teacher / student if student and teacher else None
+    entry["mean_speedup"] = entry["teacher_mean_ms"] / entry["student_mean_ms"] if teacher else None
+    if "int8" in entry and student:
+        entry["int8"]["speedup_vs_fp32"] = student / entry["int8"]["median_ms"]
+    if student and teacher:
+        entry.setdefault("by_threads", {})
+        entry["by_threads"] = {str(threads): _speedup_entry(student, teacher), **{
+            n: _speedup_entry(e["student_median_ms"], e["teacher_median_ms"]) for n, e in entry["by_threads"].items()}}
+
+
+def _speedup_entry(student: float, teacher: float) -> dict[str, float]:
     return {"student_median_ms": student, "teacher_median_ms": teacher, "speedup": teacher / student}
 
 
@@ -428,7 +617,8 @@ def _speed_graphs(
     }
     if teacher_model is not None:
         teacher_graph = tmp / "teacher.onnx"
-        t_export = export_onnx(teacher_model, teacher_graph, torch.from_numpy(x[:1].copy()), input_kind=input_kind, opset=opset, optimize=optimize)
+        t_export = export_onnx(teacher_model, teacher_graph, torch.from_numpy(x[:1].copy()), input_kind=input_kind, opset=opset, optimize=optimize,
+                               targets={"openvino": tmp / "teacher.openvino.onnx"})
         doc["teacher"] = "teacher exported by the same pipeline (same export, simplification and optimisation options)"
         doc["teacher_passes"] = list(t_export.optimized)
     return student_graph, teacher_graph, doc

@@ -4,7 +4,8 @@ This module must not import torch (``serve/`` reads it). A bundle directory hold
 
     manifest.json   this schema
     model.onnx      fp32 ONNX (always)
-    model.fp16.onnx, model.int8.onnx, model.plan   (when asked for)
+    model.xml, model.bin   OpenVINO IR (fp32 weights; compiled at ``runtimes.openvino.precision``)
+    model.fp16.onnx, model.int8.onnx, model.int8.xml/.bin, model.plan   (when asked for)
     parity.json, speed.json
 
 ``Manifest.load(dir)`` validates the file and names the first bad field.
@@ -78,7 +79,7 @@ class Manifest:
     preprocessing: Preprocessing
     postprocessing: Postprocessing
     opset: int
-    files: dict[str, str]  # role -> file name: "fp32", "fp16", "int8", "plan"
+    files: dict[str, str]  # role -> file name: "fp32", "fp16", "int8", "plan", "openvino", "openvino-int8" (+ "-weights")
     source_checkpoint: str
     source_sha256: str
     macs: int  # at ``macs_input_shape``; ConvTranspose counted by output size, as the papers do
@@ -90,6 +91,9 @@ class Manifest:
     macs_input_shape: list[int] | None = None  # the (batch 1) input shape ``macs`` was counted at
     source_convention: dict[str, Any] = field(default_factory=dict)  # distill.conventions: the source repo's pixels
     role: str = ""  # what the source checkpoint is (its provenance): teacher | student | model
+    # runtime name -> {"precision": ..., "files": [...]}: how each runtime's artifact was checked and timed
+    runtimes: dict[str, Any] = field(default_factory=dict)
+    preferred_runtime: str | None = None  # where the student ran fastest in speed.json (None: not measured)
     created: str = ""
     slimgan_version: str = ""
     format: str = BUNDLE_FORMAT

@@ -51,6 +51,7 @@ class OnnxExport:
     simplified: bool
     notes: list[str] = field(default_factory=list)
     optimized: list[str] = field(default_factory=list)
+    variants: dict[str, Path] = field(default_factory=dict)  # runtime -> graph optimised for it (export_onnx targets)
 
 
 def dynamic_axes_for(input_kind: str, spatial: bool, batch: bool = True) -> dict[str, dict[int, str]]:
@@ -167,6 +168,7 @@ def export_onnx(
     dynamic_spatial: bool = True,
     simplify: bool = True,
     optimize: bool = True,
+    targets: dict[str, str | Path] | None = None,
 ) -> OnnxExport:
     """Export ``model`` (switched to eval mode) to ``path`` and verify the graph.
 
@@ -206,6 +208,7 @@ def export_onnx(
                 except onnx.checker.ValidationError as exc:
                     raise ExportError(f"simplified graph fails onnx.checker: {exc}") from exc
         optimized: list[str] = []
+        variants: dict[str, Path] = {}
         if optimize:
             from export.optimize import optimize_verified
 
@@ -213,7 +216,15 @@ def export_onnx(
             probes = [x]
             if spatial:  # also a second size, as the dynamic graph must hold at every valid size
                 probes.append(_probe(x, step))
-            proto, optimized = optimize_verified(proto, probes, even_inputs=input_kind == "image" and step % 2 == 0)
+            even = input_kind == "image" and step % 2 == 0
+            for target, target_path in (targets or {}).items():
+                variant, v_notes = optimize_verified(proto, probes, even_inputs=even, target=target)
+                variant.producer_name = "slimgan"
+                Path(target_path).parent.mkdir(parents=True, exist_ok=True)
+                onnx.save(variant, str(target_path))
+                variants[target] = Path(target_path)
+                notes += v_notes
+            proto, optimized = optimize_verified(proto, probes, even_inputs=even)
             notes += optimized
     finally:
         original.train(was_training)
@@ -232,6 +243,7 @@ def export_onnx(
         simplified=simplified,
         notes=notes,
         optimized=[n for n in optimized if n.startswith("optimised")],
+        variants=variants,
     )
 
 

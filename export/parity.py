@@ -7,10 +7,11 @@ smallest ``atol`` for which ``|a - b| <= atol + rtol * |b|`` holds elementwise a
 (Polygraphy's check). Gates:
 
 - ``fp32``: ``atol = rtol = 1e-5`` elementwise, or max abs error <= 1e-4;
-- ``fp16``: PSNR >= 40 dB (and no NaN/Inf);
+- ``fp16``: PSNR >= 40 dB (and no NaN/Inf); ``bf16`` (OpenVINO's reduced CPU precision) the same;
 - ``int8``: reported; only NaN/Inf fail it;
 - ``trt``: as fp16 when built in reduced precision, as fp32 otherwise;
 - ``teacher``: information only (``passed`` is None): distillation is not a deployment error.
+- ``validate`` (Core ML off macOS): the converted program checked without running it; ``numbers`` says why.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _psnr_ssim(a: np.ndarray, b: np.ndarray, data_range: float = 2.0) -> tuple[f
 
 
 def compare(name: str, out: np.ndarray, ref: np.ndarray, gate: str, rtol: float = FP32_RTOL, data_range: float = 2.0) -> dict[str, Any]:
-    """One parity row. ``gate`` is ``fp32``, ``fp16``, ``int8`` or ``info``; ``data_range`` is the output's span for PSNR/SSIM."""
+    """One parity row. ``gate`` is ``fp32``, ``fp16``, ``bf16``, ``int8`` or ``info``; ``data_range`` is the output's span for PSNR/SSIM."""
     out = np.asarray(out, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
     if out.shape != ref.shape:
@@ -76,7 +77,7 @@ def compare(name: str, out: np.ndarray, ref: np.ndarray, gate: str, rtol: float 
         elementwise = clean and min_atol <= FP32_ATOL
         row["criterion"] = f"|a-b| <= {FP32_ATOL:g} + {rtol:g}|b| elementwise, or max abs <= {FP32_MAX_ABS:g}"
         row["passed"] = bool(elementwise or (clean and row["max_abs"] <= FP32_MAX_ABS))
-    elif gate == "fp16":
+    elif gate in ("fp16", "bf16"):
         row["criterion"] = f"PSNR >= {FP16_MIN_PSNR:g} dB"
         row["passed"] = bool(clean and p is not None and p >= FP16_MIN_PSNR)
     elif gate == "int8":
@@ -90,7 +91,7 @@ def compare(name: str, out: np.ndarray, ref: np.ndarray, gate: str, rtol: float 
 
 
 def verdict(row: dict[str, Any]) -> str:
-    """What a row's result is, in the words the table prints: PASS, FAIL, reported (int8) or info.
+    """What a row's result is, in the words the table prints: PASS, FAIL, reported (int8), validated or info.
 
     INT8 is ``reported``: static quantisation error depends on the calibration set and the model,
     so no threshold is gated; the row fails only on NaN/Inf.
@@ -100,6 +101,8 @@ def verdict(row: dict[str, Any]) -> str:
         return "FAIL"
     if passed is None:
         return "info"
+    if row.get("gate") == "validate":  # converted and checked, but it cannot run on this platform
+        return "validated"
     return "reported" if row.get("gate") == "int8" else "PASS"
 
 
@@ -114,15 +117,15 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     def f(v: Any, spec: str) -> str:
         return "-" if v is None else format(v, spec)
 
-    head = f"{'comparison':<28} {'result':<8} {'max abs':>9} {'mean abs':>9} {'p99 abs':>9} {'min atol':>9} {'PSNR dB':>8} {'SSIM':>7} {'NaN/Inf':>8}"
+    head = f"{'comparison':<40} {'result':<8} {'max abs':>9} {'mean abs':>9} {'p99 abs':>9} {'min atol':>9} {'PSNR dB':>8} {'SSIM':>7} {'NaN/Inf':>8}"
     lines = [head, "-" * len(head)]
     for r in rows:
         result = r.get("verdict") or verdict(r)
-        if "error" in r:
-            lines.append(f"{r['name']:<28} {result:<8} {r['error']}")
+        if "error" in r or "max_abs" not in r:  # no numbers: a failure, or a validated artifact that cannot run here
+            lines.append(f"{r['name']:<40} {result:<8} {r.get('error') or r.get('numbers', '')}")
             continue
         lines.append(
-            f"{r['name']:<28} {result:<8} {f(r['max_abs'], '9.2e')} {f(r['mean_abs'], '9.2e')} "
+            f"{r['name']:<40} {result:<8} {f(r['max_abs'], '9.2e')} {f(r['mean_abs'], '9.2e')} "
             f"{f(r['p99_abs'], '9.2e')} {f(r['min_atol'], '9.2e')} {f(r['psnr_db'], '8.2f')} "
             f"{f(r['ssim'], '7.4f')} {r['nan']:>4}/{r['inf']:<3}"
         )

@@ -8,6 +8,7 @@ Two builder paths, picked at run time from ``tensorrt.__version__``:
   (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``) from ``model.fp16.onnx``, whose explicit Casts keep
   InstanceNormalization and reductions in float32.
 
+Engines are run through :mod:`export.runtimes.tensorrt` (torch-free, ``libcudart`` buffers).
 ``is_tensorrt_available()`` and ``require_tensorrt()`` never raise ImportError; the latter raises
 :class:`MissingDependencyError` with one line naming what is missing.
 """
@@ -17,9 +18,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from distill.errors import MissingDependencyError, SlimganError
 
@@ -39,11 +37,19 @@ def _tensorrt_problem() -> str | None:
 
 
 def _gpu_problem() -> str | None:
-    try:
-        import torch
-    except ImportError:
-        return "torch not importable"
-    if not torch.cuda.is_available():
+    """Whether the CUDA driver sees a GPU, asked through ``libcuda`` itself so that the check imports no torch."""
+    import ctypes
+
+    for lib in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            cuda = ctypes.CDLL(lib)
+            break
+        except OSError:
+            continue
+    else:
+        return "none found (no CUDA driver)"
+    count = ctypes.c_int(0)
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:
         return "none found"
     return None
 
@@ -145,45 +151,3 @@ def build_engine(
         source_onnx=source,
         profile={"min": list(min_shape), "opt": list(opt_shape), "max": list(max_shape)},
     )
-
-
-class EngineRunner:
-    """Runs a serialized engine on CUDA with torch tensors as device buffers (TensorRT >= 10 API)."""
-
-    def __init__(self, plan_path: str | Path):
-        require_tensorrt()
-        import tensorrt as trt
-        import torch
-
-        self._torch = torch
-        self._trt = trt
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = runtime.deserialize_cuda_engine(Path(plan_path).read_bytes())
-        if self.engine is None:
-            raise SlimganError(f"TensorRT could not load engine {plan_path}")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        self.stream = torch.cuda.Stream()
-
-    def _dtype(self, name: str) -> Any:
-        mapping = {
-            self._trt.DataType.FLOAT: self._torch.float32,
-            self._trt.DataType.HALF: self._torch.float16,
-        }
-        return mapping[self.engine.get_tensor_dtype(name)]
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        torch = self._torch
-        with torch.cuda.stream(self.stream):  # copies and execution ordered on one stream
-            inp = torch.from_numpy(np.ascontiguousarray(x)).cuda().to(self._dtype(self.inputs[0]))
-            self.context.set_input_shape(self.inputs[0], tuple(inp.shape))
-            self.context.set_tensor_address(self.inputs[0], inp.data_ptr())
-            out_shape = tuple(self.context.get_tensor_shape(self.outputs[0]))
-            out = torch.empty(out_shape, dtype=self._dtype(self.outputs[0]), device="cuda")
-            self.context.set_tensor_address(self.outputs[0], out.data_ptr())
-            self.context.execute_async_v3(self.stream.cuda_stream)
-            result = out.float().cpu()
-        self.stream.synchronize()
-        return result.numpy()

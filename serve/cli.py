@@ -16,18 +16,19 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "port": {"type": int, "help": "port (default 8000; 0 picks a free one)"},
     "workers": {"type": int, "help": "uvicorn worker processes (default 1)"},
     "backend": {
-        "choices": ["onnxruntime", "tensorrt", "dummy"],
-        "help": "inference backend (default onnxruntime)",
+        "choices": ["auto", "onnxruntime", "openvino", "tensorrt", "dummy"],
+        "help": "inference backend (default auto: the bundle's preferred runtime from export's speed check when "
+        "installed, else onnxruntime)",
     },
     "precision": {
         "choices": ["fp32", "fp16", "int8"],
-        "help": "which ONNX file of the bundle (default fp32)",
+        "help": "which model file of the bundle (default fp32)",
     },
     "device": {
         "choices": ["auto", "cpu", "cuda"],
         "help": "ONNX Runtime device (default auto: CUDA when present)",
     },
-    "threads": {"type": int, "help": "ONNX Runtime intra-op threads (default 0 = cores / workers)"},
+    "threads": {"type": int, "help": "runtime threads (default 0 = cores / workers)"},
     "max_batch": {"type": int, "help": "largest micro-batch (default 8)"},
     "max_delay_ms": {"type": float, "help": "longest wait to fill a micro-batch (default 5)"},
     "queue": {"type": int, "help": "queued requests per model before 503 (default 64)"},

@@ -12,7 +12,7 @@ from PIL import Image
 
 from distill.errors import ConfigError
 from export.manifest import Manifest
-from serve.backends import Backend, backend_class, create_backend
+from serve.backends import Backend, backend_class, create_backend, resolve_backend
 from serve.batching import MicroBatcher
 from serve.bundle_validation import validate_bundle
 from serve.imaging import (
@@ -50,7 +50,7 @@ class ServedModel:
         self.manifest = manifest
         self.settings = settings
         self.task = manifest.task
-        self.backend_name = settings.backend
+        self.backend_name = resolve_backend(settings.backend, bundle_dir, manifest, settings)
         self.backend: Backend | None = None
         self.batcher: MicroBatcher | None = None
         self.state = "pending"
@@ -171,14 +171,13 @@ def build_models(settings: ServeSettings) -> dict[str, ServedModel]:
     """Read every bundle's manifest and check its backend can load it (fast; no session is opened)."""
     if not settings.bundles:
         raise ConfigError("no bundle given: slimgan serve BUNDLE [BUNDLE ...]")
-    backend_cls = backend_class(settings.backend)
     models: dict[str, ServedModel] = {}
     seen: dict[Path, str] = {}
     for arg in settings.bundles:
         explicit, path = parse_bundle_arg(arg)
         manifest = validate_bundle(path, settings.precision, check_files=settings.backend != "dummy")
         if settings.backend != "dummy":
-            backend_cls.check(path, manifest, settings)
+            backend_class(resolve_backend(settings.backend, path, manifest, settings)).check(path, manifest, settings)
         real = path.resolve()
         if real in seen:
             raise ConfigError(f"bundle {path} is given twice (as {seen[real]!r} already)")

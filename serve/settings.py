@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-BackendName = Literal["onnxruntime", "tensorrt", "dummy"]
+BackendName = Literal["auto", "onnxruntime", "openvino", "tensorrt", "dummy"]
 
 
 class ServeSettings(BaseSettings):
@@ -23,12 +23,12 @@ class ServeSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, description="uvicorn worker processes (each loads every bundle)")
-    backend: BackendName = "onnxruntime"
-    precision: Literal["fp32", "fp16", "int8"] = Field("fp32", description="which ONNX file of the bundle")
+    backend: BackendName = Field("auto", description="auto: the bundle's preferred runtime when installed, else onnxruntime")
+    precision: Literal["fp32", "fp16", "int8"] = Field("fp32", description="which model file of the bundle")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="ONNX Runtime: CUDA provider when present"
     )
-    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = cores / workers")
+    threads: int = Field(0, ge=0, description="runtime threads (ONNX Runtime intra-op, OpenVINO inference); 0 = cores / workers")
     max_batch: int = Field(8, ge=1, le=256, description="largest micro-batch")
     max_delay_ms: float = Field(5.0, ge=0, le=10_000, description="longest wait to fill a micro-batch")
     queue: int = Field(64, ge=1, description="pending requests per model before 503")

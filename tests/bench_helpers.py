@@ -24,7 +24,7 @@ def _onnx_bytes(model: torch.nn.Module, example: torch.Tensor, spatial: bool) ->
 
 
 def make_bundle(root: Path, name: str, arch: str = "resnet_6blocks", res: int = 32, checkpoint: bool = True,
-                fp16: bool = False, **kwargs) -> Path:
+                fp16: bool = False, openvino: bool = False, **kwargs) -> Path:
     """Export ``create_model(arch, **kwargs)`` into ``root/name`` as a slimgan bundle."""
     torch.manual_seed(0)
     model = create_model(arch, **kwargs).eval()
@@ -49,6 +49,13 @@ def make_bundle(root: Path, name: str, arch: str = "resnet_6blocks", res: int = 
         proto = convert_float_to_float16(onnx.load(str(bundle / "model.onnx")), keep_io_types=True)
         onnx.save(proto, str(bundle / "model.fp16.onnx"))
         files["fp16"] = "model.fp16.onnx"
+    runtimes = {}
+    if openvino:
+        from export.runtimes import ConvertContext, get_runtime
+
+        get_runtime("openvino").convert(ConvertContext(bundle, bundle / "model.onnx"))
+        files.update({"openvino": "model.xml", "openvino-weights": "model.bin"})
+        runtimes["openvino"] = {"precision": "f32", "files": ["model.xml", "model.bin"]}
     with torch.no_grad():
         out_shape = list(model(example).shape)
     manifest = Manifest(
@@ -61,7 +68,7 @@ def make_bundle(root: Path, name: str, arch: str = "resnet_6blocks", res: int = 
         opset=17, files=files,
         source_checkpoint=str(ckpt) if checkpoint else str(root / "missing_ckpt"),
         source_sha256="", macs=count_macs(model, example), params=count_params(model),
-        arch_kwargs=dict(model.slimgan_config["kwargs"]),
+        arch_kwargs=dict(model.slimgan_config["kwargs"]), runtimes=runtimes,
     )
     manifest.save(bundle)
     return bundle

@@ -20,7 +20,7 @@ FAST = ["--res", "32", "--min-runs", "10", "--min-time", "0.05", "--warmup", "0.
 def bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("bundles")
     teacher = make_bundle(root, "teacher", ngf=8)
-    student = make_bundle(root, "student", ngf=4, checkpoint=False, fp16=True)
+    student = make_bundle(root, "student", ngf=4, checkpoint=False, fp16=True, openvino=True)
     return teacher, student
 
 
@@ -28,7 +28,7 @@ def test_latency_writes_json_md_png_with_speedup_and_skip_reasons(bundles, tmp_p
     teacher, student = bundles
     out = tmp_path / "lat"
     code = main(["bench", "latency", "--models", str(student), "--teacher", str(teacher),
-                 "--backends", "torch,ort,ort-fp16,ort-int8,cuda,trt", "--threads", "1,2", "--batch", "1,2",
+                 "--backends", "torch,ort,ort-fp16,ort-int8,openvino,openvino-int8,cuda,trt", "--threads", "1,2", "--batch", "1,2",
                  *FAST, "--out", str(out)])
     assert code == 0
     report = json.loads((out / "latency.json").read_text())
@@ -39,7 +39,7 @@ def test_latency_writes_json_md_png_with_speedup_and_skip_reasons(bundles, tmp_p
     assert env["cpu_model"] and env["onnxruntime"] and "CPUExecutionProvider" in env["onnxruntime_providers"]
     cells = {(r["model"], r["backend"], r["threads"], r["batch"]): r for r in report["results"]}
     for key in [("teacher", "torch", 1, 1), ("teacher", "ort", 2, 2), ("student", "ort", 1, 2),
-                ("student", "ort-fp16", 1, 1)]:
+                ("student", "ort-fp16", 1, 1), ("student", "openvino", 1, 2), ("student", "openvino", 2, 1)]:
         r = cells[key]
         assert r["runs"] >= 10
         assert r["min_ms"] <= r["median_ms"] <= r["p90_ms"] <= r["p95_ms"] <= r["p99_ms"] <= r["max_ms"]
@@ -50,6 +50,9 @@ def test_latency_writes_json_md_png_with_speedup_and_skip_reasons(bundles, tmp_p
     assert "not on this machine" in reasons[("student", "torch")]
     assert "no int8 model" in reasons[("teacher", "ort-int8")]
     assert "fp16" in reasons[("teacher", "ort-fp16")]
+    assert "no openvino model" in reasons[("teacher", "openvino")]  # the bundle's own IR, never one built here
+    assert "no openvino-int8 model" in reasons[("student", "openvino-int8")]
+    assert cells[("student", "openvino", 1, 1)]["provider"].startswith("openvino")
     for backend in ("cuda", "trt"):
         assert reasons[("teacher", backend)] and reasons[("student", backend)]
     printed = capsys.readouterr().out

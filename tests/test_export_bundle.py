@@ -63,13 +63,16 @@ def test_export_cli_writes_bundle_that_passes_parity(pair, tmp_path, capsys) -> 
                  "--res", "32", "--speed-rounds", "1", "--out", str(out), "--triton", str(tmp_path / "triton")])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "manifest.json", "parity.json", "speed.json"):
+    for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.xml", "model.bin", "manifest.json", "parity.json",
+                 "speed.json"):
         assert (out / name).is_file(), name
     parity = json.loads((out / "parity.json").read_text())
     rows = {r["name"]: r for r in parity["rows"]}
     assert rows["student: torch vs onnx fp32"]["passed"] is True
     assert rows["student: torch vs onnx fp16"]["passed"] is True
     assert rows["student: torch vs onnx int8"]["passed"] is True
+    assert rows["student: torch vs openvino f32"]["passed"] is True
+    assert rows["student: torch vs openvino f32"]["max_abs"] < 1e-4
     assert rows["teacher vs student (torch)"]["passed"] is None  # information only
     for key in ("max_abs", "mean_abs", "median_abs", "p99_abs", "max_rel", "psnr_db", "ssim", "nan", "inf", "min_atol"):
         assert key in rows["student: torch vs onnx fp32"]
@@ -78,20 +81,48 @@ def test_export_cli_writes_bundle_that_passes_parity(pair, tmp_path, capsys) -> 
     speed = json.loads((out / "speed.json").read_text())
     assert speed["speedup"] > 0 and speed["mac_ratio"] > 1
     assert speed["threads"] == 1  # the default speed setting
-    entry = speed["by_threads"]["1"]
-    assert entry["speedup"] == pytest.approx(speed["speedup"])
-    assert entry["teacher_median_ms"] == pytest.approx(speed["rows"][1]["median_ms"])
+    # every runtime: teacher and student on it, same threads; the fastest student's runtime is the headline
+    by_runtime = speed["by_runtime"]
+    assert {"onnxruntime", "openvino"} <= set(by_runtime)
+    fastest = min(by_runtime, key=lambda k: by_runtime[k]["student_median_ms"])
+    assert speed["runtime"] == fastest
+    assert speed["speedup"] == pytest.approx(by_runtime[fastest]["teacher_median_ms"] / by_runtime[fastest]["student_median_ms"])
+    rows_by = {(r["runtime"], r["role"], r["precision"] == "int8"): r for r in speed["rows"]}
+    for rt, entry in by_runtime.items():
+        assert entry["student_median_ms"] == rows_by[rt, "student", False]["median_ms"]
+        assert entry["teacher_median_ms"] == rows_by[rt, "teacher", False]["median_ms"]
+        assert entry["by_threads"]["1"]["speedup"] == pytest.approx(entry["speedup"])
+    assert speed["by_threads"] == by_runtime[fastest]["by_threads"]
+    # one entry per graph: no graph is timed twice
+    graphs = [(r["runtime"], r["role"], r["graph"]) for r in speed["rows"]]
+    assert len(graphs) == len(set(graphs))
+    assert ("onnxruntime", "student", "model.int8.onnx") in graphs
+    import importlib.util
+
+    if importlib.util.find_spec("nncf") is not None:  # the openvino-int8 extra: NNCF's IR, checked and timed
+        assert ("openvino", "student", "model.int8.xml") in graphs
+        q_precision = Manifest.load(out).runtimes["openvino-int8"]["precision"]
+        assert rows[f"student: torch vs openvino int8 {q_precision}"]["passed"] is True
+        assert speed["int8"]["openvino"]["speedup_vs_fp32"] > 0
+    assert speed["int8"]["faster"] in speed["int8"]
     cores = os.cpu_count() or 1
     if cores > 1:  # all cores, for information, measured side by side too
         assert speed["by_threads"][str(cores)]["student_median_ms"] > 0
     names = [r["name"] for r in speed["rows"]]
-    assert "student onnxruntime-cpu" in names and "teacher onnxruntime-cpu" in names
-    for row in speed["rows"][:2]:
+    assert "student onnxruntime-cpu" in names and "teacher onnxruntime-cpu" in names and "student openvino-cpu" in names
+    for row in speed["rows"]:
         assert row["runs"] >= 5 and row["median_ms"] > 0 and row["macs"] > 0 and row["params"] > 0
 
     manifest = Manifest.load(out)
     assert manifest.task == "translate" and manifest.opset == 17
-    assert manifest.files == {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+    expected = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "openvino": "model.xml",
+                "openvino-weights": "model.bin"}
+    if (out / "model.int8.xml").exists():
+        expected |= {"openvino-int8": "model.int8.xml", "openvino-int8-weights": "model.int8.bin"}
+    assert manifest.files == expected
+    assert all((out / f).is_file() for f in manifest.files.values())
+    assert manifest.preferred_runtime == speed["runtime"]
+    assert manifest.runtimes["openvino"]["precision"] in ("f32", "bf16")
     assert manifest.input.value_range == [-1.0, 1.0] and manifest.dynamic_spatial
     assert len(manifest.source_sha256) == 64
     assert Manifest.from_dict(json.loads(json.dumps(manifest.to_dict()))) == manifest

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -206,3 +209,26 @@ def test_export_onnx_ships_the_optimised_graph_with_torch_parity(tmp_path) -> No
         ref = model(x).numpy()
     out = make_session(tmp_path / "opt.onnx").run(None, {"input": x.numpy()})[0]
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_optimisation_targets_choose_their_passes() -> None:
+    """OpenVINO keeps ConvTranspose (its kernel beats the phase split) but takes the space-to-depth head."""
+    import torch
+
+    from distill import create_model
+    from export.onnx_export import export_onnx
+
+    model = create_model("mobile_resnet_9blocks", ngf=4).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        x = torch.rand(1, 3, 32, 32) * 2 - 1
+        result = export_onnx(model, Path(tmp) / "m.onnx", x, targets={"openvino": Path(tmp) / "m.openvino.onnx"})
+        ort_ops = [n.op_type for n in onnx.load(str(result.path)).graph.node]
+        ov_ops = [n.op_type for n in onnx.load(str(result.variants["openvino"])).graph.node]
+        assert "ConvTranspose" not in ort_ops and "ConvTranspose" in ov_ops
+        assert "SpaceToDepth" in ov_ops and "SpaceToDepth" in ort_ops
+        with torch.no_grad():
+            ref = model(x).numpy()
+        out = make_session(result.variants["openvino"]).run(None, {"input": x.numpy()})[0]
+        assert np.max(np.abs(out - ref)) < 1e-4
+    with pytest.raises(ValueError, match="unknown optimisation target"):
+        optimize_model(onnx.ModelProto(), target="nope")

@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from benchmarks.latency import SCHEMA, Bundle, add_speedups, format_latency_table
+    from benchmarks.device_report import write_device_report
+    from benchmarks.latency import SCHEMA, Bundle, add_speedups
     from benchmarks.roofline import layer_costs, total_macs
 
     if shutil.which("trtexec") is None:
@@ -185,16 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                      "timing": "trtexec --warmUp/--iterations/--duration, per-inference host latency; median first"},
         "teacher": teacher, "models": models, "results": results, "skipped": skipped, "predictions": [],
     }
-    (out / "latency.json").write_text(json.dumps(report, indent=2) + "\n")
-    env_for_table = dict(env, onnxruntime="-", onnxruntime_providers=["TensorRT"])
-    (out / "latency.md").write_text(format_latency_table(dict(report, environment=env_for_table)))
-    try:
-        from benchmarks.plots import plot_latency
-
-        plot_latency(report, out / "latency.png")
-    except ImportError:
-        log.warning("matplotlib is not installed; latency.png not drawn")
-    print((out / "latency.md").read_text(), end="")
+    write_device_report(out, report, environment={"onnxruntime": "-", "onnxruntime_providers": ["TensorRT"]})
     return 0
 
 

@@ -1,0 +1,1 @@
+"""On-device latency over adb (see android_bench.py)."""
