@@ -329,12 +329,12 @@ class OnlineTeachers(TeacherSide):
         ctx.teacher = self.main.target_model()
 
     def after_step(self, done: int, held_out: list[Batch]) -> dict[str, float]:
-        """Teacher selection (crd §4.1): every ``teacher.eval_every`` steps evaluate each online teacher on the
-        held-out batches and keep its weights when it beats its best so far; the student then learns from
+        """Teacher selection (crd §4.1): every ``teacher.eval_every`` steps (and at the last) evaluate each online
+        teacher on the held-out batches and keep its weights when it beats its best so far; the student then learns from
         the kept snapshot. Runs on every rank with the same weights and data, so all ranks agree."""
         every = self.config.teacher.eval_every
-        if not self.selecting or done % every or not held_out:
-            return {}
+        if not self.selecting or (done % every and done != self.config.train.steps) or not held_out:
+            return {}  # evaluated every eval_every steps and at the last step
         logs: dict[str, float] = {}
         for u in self.units:
             logs.update(u.select(done, held_out, *self.metric))
