@@ -683,3 +683,37 @@ def _calibration_batches(teacher: nn.Module, calib: str | Path, batch_size: int,
                 return
     if batch:
         yield torch.stack(batch)
+
+
+def ensure_pruned_init(student_cfg: Any, paths: dict[str, Path], config_dir: Path | None = None) -> None:
+    """``student.prune``: write ``student.init`` by pruning the teacher generator, unless it exists already."""
+    from distill.checkpoint import read_checkpoint_config
+    from distill.registry import resolve_kwargs
+
+    target = paths.get("student_init")
+    if target is None:
+        raise ConfigError("student.prune needs student.init: the checkpoint directory the pruned student goes to")
+    if not target.is_dir():
+        teacher = paths.get("teacher")
+        if teacher is None:
+            raise ConfigError("student.prune needs a teacher generator (teacher.checkpoint or teacher.auto)")
+        p = student_cfg.prune
+
+        def opt(value: str) -> Path | None:
+            if not value:
+                return None
+            path = Path(value)
+            return path if path.is_absolute() or config_dir is None or path.exists() else config_dir / path
+
+        log.info("student.init %s missing: pruning %s to ratio %g (%s)", target, teacher, p.ratio, p.method)
+        prune_checkpoint(teacher, target, p.ratio, p.method, calib=opt(p.calib), masks=opt(p.masks), seed=p.seed)
+    made = read_checkpoint_config(target)
+    kwargs = dict(student_cfg.kwargs)
+    if student_cfg.width is not None:
+        kwargs["width"] = student_cfg.width
+    if student_cfg.ngf is not None:
+        kwargs["ngf"] = student_cfg.ngf
+    wanted = resolve_kwargs(student_cfg.arch, kwargs)
+    if made["arch"] != student_cfg.arch or made["kwargs"] != wanted:
+        raise ConfigError(f"student.init {target} holds {made['arch']}({made['kwargs']}) but the student section asks "
+                          f"for {student_cfg.arch}({wanted}); match student.kwargs to the pruned width")

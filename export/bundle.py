@@ -169,14 +169,18 @@ def export_bundle(
     x = make_inputs(info.input_kind, sample_shape, parity_batch, seed=0)
     example = torch.from_numpy(x[:1].copy())
     onnx_path = out / FILES["fp32"]
-    exported = export_onnx(model, onnx_path, example, input_kind=info.input_kind, opset=opset, dynamic_batch=True, dynamic_spatial=True,
-                           optimize=optimize)
+    from export.stylegan2_export import exporter_for  # StyleGAN2: truncation as a second graph input
+
+    exported = exporter_for(model)(model, onnx_path, example, input_kind=info.input_kind, opset=opset, dynamic_batch=True,
+                                   dynamic_spatial=True, optimize=optimize)
     notes += exported.notes
     files = {"fp32": FILES["fp32"]}
     ref = _torch_run(model, x)
     rows: list[dict[str, Any]] = []
     if check:
         rows.append(compare("student: torch vs onnx fp32", _ort_run(onnx_path, x, threads), ref, "fp32"))
+        if hasattr(exported, "parity_rows"):
+            rows += exported.parity_rows(model, x, threads)
 
     # 2. fp16 ----------------------------------------------------------------------------------
     if fp16:
@@ -314,6 +318,7 @@ def _manifest(model, info, kwargs, exported, files, opset, macs, params, bmax, s
         dynamic_spatial=exported.dynamic_spatial,
         max_batch=int(bmax),
         arch_kwargs=dict(kwargs),
+        controls=dict(getattr(exported, "controls", {})),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         slimgan_version=str(__version__),
     )

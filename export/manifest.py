@@ -83,6 +83,8 @@ class Manifest:
     max_batch: int | None = None
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     macs_input_shape: list[int] | None = None  # the (batch 1) input shape ``macs`` was counted at
+    # extra graph inputs a server may set, and what is fixed inside the graph (StyleGAN2: truncation, noise)
+    controls: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     slimgan_version: str = ""
     format: str = BUNDLE_FORMAT

@@ -49,23 +49,26 @@ def make_kernel(k: Sequence[float]) -> torch.Tensor:
     return t / t.sum()
 
 
-def blur(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
-    """upfirdn2d with up = down = 1: pad then convolve every channel with the (flipped) FIR kernel."""
-    c = x.shape[1]
+def depthwise_kernel(kernel: torch.Tensor, channels: int, flip: bool) -> torch.Tensor:
+    """The FIR kernel as a (C, 1, k, k) depthwise weight (flipped for a correlation, as upfirdn2d convolves)."""
+    k = torch.flip(kernel, [0, 1]) if flip else kernel
+    return k.reshape(1, 1, *k.shape).repeat(channels, 1, 1, 1).contiguous()
+
+
+def blur(x: torch.Tensor, weight: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+    """upfirdn2d with up = down = 1: pad, then every channel convolved with the FIR kernel."""
     x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
-    w = torch.flip(kernel, [0, 1]).to(x.dtype).expand(c, 1, *kernel.shape)
-    return F.conv2d(x, w, groups=c)
+    return F.conv2d(x, weight.to(x.dtype), groups=weight.shape[0])
 
 
-def upsample_fir(x: torch.Tensor, kernel: torch.Tensor, pad0: int) -> torch.Tensor:
+def upsample_fir(x: torch.Tensor, weight: torch.Tensor, pad0: int) -> torch.Tensor:
     """upfirdn2d with up = 2: zero insertion + pad + FIR, as one depthwise transposed convolution.
 
     ``out[n] = Σ_i x[i]·k[n + P - 2i]`` with ``P = K - 1 - pad0`` is upfirdn2d's
-    ``Σ_i x[i]·flip(k)[2i + pad0 - n]``; the (scaled) kernel is used unflipped.
+    ``Σ_i x[i]·flip(k)[2i + pad0 - n]``; so the (scaled) kernel is used unflipped.
     """
-    c = x.shape[1]
-    w = kernel.to(x.dtype).expand(c, 1, *kernel.shape)
-    return F.conv_transpose2d(x, w, stride=2, padding=kernel.shape[0] - 1 - pad0, groups=c)
+    return F.conv_transpose2d(x, weight.to(x.dtype), stride=2, padding=weight.shape[-1] - 1 - pad0,
+                              groups=weight.shape[0])
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, slope: float = 0.2, scale: float = 2**0.5) -> torch.Tensor:
@@ -119,26 +122,30 @@ class EqualConv2d(nn.Module):
 
 
 class Blur(nn.Module):
-    def __init__(self, pad: tuple[int, int], upsample_factor: int = 1):
+    """FIR blur (keys: ``kernel``, as rosinality; the per-channel weight derived from it is not stored)."""
+
+    def __init__(self, pad: tuple[int, int], channels: int, upsample_factor: int = 1):
         super().__init__()
         self.register_buffer("kernel", make_kernel(BLUR_KERNEL) * upsample_factor**2)
+        self.register_buffer("weight", depthwise_kernel(self.kernel, channels, flip=True), persistent=False)
         self.pad = pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return blur(x, self.kernel, self.pad)
+        return blur(x, self.weight, self.pad)
 
 
 class Upsample(nn.Module):
     """×2 FIR up-sampling of the toRGB skip (keys: ``kernel``)."""
 
-    def __init__(self, factor: int = 2):
+    def __init__(self, channels: int, factor: int = 2):
         super().__init__()
         self.register_buffer("kernel", make_kernel(BLUR_KERNEL) * factor**2)
+        self.register_buffer("weight", depthwise_kernel(self.kernel, channels, flip=False), persistent=False)
         p = self.kernel.shape[0] - factor
         self.pad0 = (p + 1) // 2 + factor - 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, 2H, 2W)
-        return upsample_fir(x, self.kernel, self.pad0)
+        return upsample_fir(x, self.weight, self.pad0)
 
 
 class ModulatedConv2d(nn.Module):
@@ -158,7 +165,7 @@ class ModulatedConv2d(nn.Module):
         self.modulation = EqualLinear(w_dim, in_ch, bias_init=1.0)
         if upsample:
             p = (len(BLUR_KERNEL) - 2) - (k - 1)
-            self.blur = Blur(((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
+            self.blur = Blur(((p + 1) // 2 + 1, p // 2 + 1), out_ch, upsample_factor=2)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # (B, in, H, W), (B, w_dim)
         batch = x.shape[0]
@@ -192,8 +199,8 @@ class ConstantInput(nn.Module):
         super().__init__()
         self.input = nn.Parameter(torch.randn(1, channels, size, size))
 
-    def forward(self, batch: int) -> torch.Tensor:
-        return self.input.expand(batch, -1, -1, -1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # any (B, ...) tensor -> (B, C, 4, 4)
+        return self.input.repeat(x.shape[0], 1, 1, 1)
 
 
 class StyledConv(nn.Module):
@@ -211,7 +218,7 @@ class ToRGB(nn.Module):
     def __init__(self, in_ch: int, w_dim: int, nc: int = 3, upsample: bool = True):
         super().__init__()
         if upsample:
-            self.upsample = Upsample()
+            self.upsample = Upsample(nc)
         self.conv = ModulatedConv2d(in_ch, nc, 1, w_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, nc, 1, 1))
 
@@ -301,7 +308,7 @@ class StyleGAN2Generator(nn.Module):
             ws = ws.unsqueeze(1).expand(-1, self.n_latent, -1)
         if noise is None:
             noise = [None] * self.num_layers if self.training else self.fixed_noise()
-        out = self.conv1(self.input(ws.shape[0]), ws[:, 0], noise[0])
+        out = self.conv1(self.input(ws), ws[:, 0], noise[0])
         skip = self.to_rgb1(out, ws[:, 1])
         i = 1
         for conv_up, conv, n1, n2, to_rgb in zip(self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2],
@@ -313,8 +320,16 @@ class StyleGAN2Generator(nn.Module):
         return skip
 
     def forward(self, z: torch.Tensor, truncation: float | torch.Tensor = 1.0,
-                noise: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:  # (B, nz) -> (B, nc, S, S)
-        return self.synthesis(self.truncate(self.mapping(z), truncation), noise)
+                noise: Sequence[torch.Tensor | None] | None = None, mix_z: torch.Tensor | None = None,
+                mix_cutoff: int | None = None) -> torch.Tensor:  # (B, nz) -> (B, nc, S, S)
+        """``mix_z`` with ``mix_cutoff``: style mixing, layers from ``mix_cutoff`` on take ``mix_z``'s w."""
+        w = self.truncate(self.mapping(z), truncation)
+        if mix_z is None:
+            return self.synthesis(w, noise)
+        w2 = self.truncate(self.mapping(mix_z), truncation)
+        cut = self.n_latent // 2 if mix_cutoff is None else int(mix_cutoff)
+        ws = torch.cat([w.unsqueeze(1).expand(-1, cut, -1), w2.unsqueeze(1).expand(-1, self.n_latent - cut, -1)], 1)
+        return self.synthesis(ws, noise)
 
 
 class ConvLayer(nn.Sequential):
@@ -325,7 +340,7 @@ class ConvLayer(nn.Sequential):
         layers: list[nn.Module] = []
         if downsample:
             p = (len(BLUR_KERNEL) - 2) + (k - 1)
-            layers.append(Blur(((p + 1) // 2, p // 2)))
+            layers.append(Blur(((p + 1) // 2, p // 2), in_ch))
             stride, padding = 2, 0
         else:
             stride, padding = 1, k // 2

@@ -74,8 +74,15 @@ class OnnxRuntimeBackend(Backend):
             self.max_batch = batch_dim
         elif manifest.max_batch:
             self.max_batch = int(manifest.max_batch)
+        truncation = (manifest.controls or {}).get("truncation")
+        self.truncation_input: str | None = truncation["input"] if truncation else None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        if self.truncation_input is not None:  # rows are [z, ψ] (ServedModel.latents)
+            feed = {self.input_name: batch[:, :-1].astype(self.input_dtype),
+                    self.truncation_input: batch[:, -1:].astype(np.float32)}
+            (out,) = self.session.run(None, feed)[:1]
+            return np.asarray(out, dtype=np.float32)
         feed = {self.input_name: batch.astype(self.input_dtype, copy=False)}
         (out,) = self.session.run(None, feed)[:1]
         return np.asarray(out, dtype=np.float32)
