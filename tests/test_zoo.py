@@ -19,6 +19,7 @@ TINY = {
     "mobile_resnet_9blocks": ({"ngf": 4}, (2, 3, 32, 32)),
     "unet_128": ({"ngf": 4}, (2, 3, 128, 128)),
     "unet_256": ({"ngf": 2, "norm": "instance"}, (1, 3, 256, 256)),
+    "unet_deepest_256": ({"ngf": 1}, (1, 3, 256, 256)),
     "basic": ({"ndf": 4, "input_nc": 6}, (2, 6, 64, 64)),
     "n_layers": ({"ndf": 4, "n_layers": 2}, (2, 3, 32, 32)),
     "dcgan": ({"nz": 8, "ngf": 4, "image_size": 32}, (2, 8)),

@@ -170,6 +170,8 @@ class TeacherConfig:
     target_mode: online teachers only: ``train`` (default) gives the student the teacher's
     train-mode output, as the OMGD and CRD reference code does (BatchNorm teachers then use batch
     statistics); ``eval`` gives the inference-mode output.
+    update_every: online teachers only: the teachers take their step on every N-th student step
+    (OMGD's ``n_dis``: 4 for its CycleGAN runs, 3 for Cityscapes, 1 otherwise); 1 = every step.
     discriminator_gan_mode: D̄'s objective when its checkpoint does not record one (an imported
     reference discriminator); checkpoints this toolkit writes carry it.
     """
@@ -188,6 +190,7 @@ class TeacherConfig:
     eval_metric: str = ""
     cyclegan: CycleConfig | None = None
     target_mode: str = "train"
+    update_every: int = 1
     discriminator_gan_mode: str = ""
 
 

@@ -316,7 +316,10 @@ class OnlineTeachers(TeacherSide):
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
         logs: dict[str, float] = {}
         for u in self.units:
-            logs.update(u.train_step(batch, step))
+            if step % self.config.teacher.update_every:  # OMGD's n_dis: the student steps alone
+                u.last = None
+            else:
+                logs.update(u.train_step(batch, step))
         return logs
 
     def fill(self, ctx: StepContext) -> None:
@@ -361,6 +364,9 @@ def selection_metric(config: RunConfig, cyclegan: bool) -> tuple[str, str]:
     available = (["fid"] if config.eval.inception_weights else []) + (["psnr_gt"] if is_paired(config) else []) + (
         ["cycle_psnr"] if cyclegan else [])
     name = config.teacher.eval_metric or (available[0] if available else "")
+    if name == "fid" and config.eval.inception_weights and not Path(config.eval.inception_weights).expanduser().is_file():
+        raise ConfigError(f"teacher selection by fid: eval.inception_weights {config.eval.inception_weights} does not "
+                          "exist (a pytorch-fid Inception weight file; or choose teacher.eval_metric)")
     if name not in available:
         raise ConfigError(
             f"teacher.eval_every: the teacher metric {name or '(default)'!r} cannot be computed in this run; "
@@ -395,6 +401,9 @@ def check_teacher_config(config: RunConfig, has_generator: bool | None = None) -
                           f"trained with the student); teacher.mode is {tcfg.mode!r}")
     if tcfg.eval_every < 0:
         raise ConfigError(f"teacher.eval_every must be >= 0 (0: no teacher selection), got {tcfg.eval_every}")
+    if tcfg.update_every < 1:
+        raise ConfigError(f"teacher.update_every must be >= 1 (1: the teachers step with every student step), "
+                          f"got {tcfg.update_every}")
     if online and tcfg.eval_every:
         selection_metric(config, cyclegan=tcfg.cyclegan is not None)
     has_g = has_generator if has_generator is not None else tcfg.mode != "none" and tcfg.use_generator and bool(
