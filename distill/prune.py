@@ -90,26 +90,59 @@ class ChannelGroups:
     members: dict[tuple[str, int], Member]
     parent: dict[int, int] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self._roots: dict[int, int] = {}
+        for g in self.parent:
+            r = g
+            while self.parent.get(r, r) != r:
+                r = self.parent[r]
+            self._roots[g] = r
+        self._member_roots = {k: [(self.root(g), i) for g, i in m.labels] for k, m in self.members.items()}
+        # per group: the parameter dimensions that hold it (producing ones first, for names and l1)
+        self.keys_of: dict[int, list[tuple[str, int]]] = {}
+        self.producers_of: dict[int, list[tuple[str, int]]] = {}
+        for key, labels in self._member_roots.items():
+            for r in dict.fromkeys(r for r, _ in labels):
+                self.keys_of.setdefault(r, []).append(key)
+                if self.members[key].out:
+                    self.producers_of.setdefault(r, []).append(key)
+        self._names = {}
+        for r in self.sizes:
+            key = (self.producers_of.get(r) or self.keys_of.get(r) or [None])[0]
+            self._names[r] = f"{key[0]}:{key[1]}" if key else f"group{r}"
+
     def root(self, g: int) -> int:
-        while self.parent.get(g, g) != g:
-            g = self.parent[g]
-        return g
+        return self._roots.get(g, g)
 
     def roots(self) -> list[int]:
-        return sorted({self.root(g) for g in self.sizes})
+        return sorted(self.sizes)
 
     def member_roots(self, key: tuple[str, int]) -> list[Label]:
-        return [(self.root(g), i) for g, i in self.members[key].labels]
+        return self._member_roots[key]
 
     def name(self, root: int) -> str:
         """A readable name: the first parameter dimension that produces the group (``model.1.weight:0``)."""
-        first = None
-        for key, m in self.members.items():
-            if any(self.root(g) == root for g, _ in m.labels):
-                if m.out:
-                    return f"{key[0]}:{key[1]}"
-                first = first or f"{key[0]}:{key[1]}"
-        return first or f"group{root}"
+        return self._names[root]
+
+    def scores(self, values: dict[str, torch.Tensor], reduce: Callable[[torch.Tensor, int], torch.Tensor],
+               producers_only: bool = True) -> dict[int, torch.Tensor]:
+        """Per group, per channel: the sum of ``reduce(values[name], dim)`` over the group's (producing,
+        at least 2-d) parameter dimensions, or over all of them when it has no such producer."""
+        per_key: dict[tuple[str, int], torch.Tensor] = {}
+        out = {}
+        for r, size in self.sizes.items():
+            keys = [k for k in self.keys_of.get(r, []) if k[0] in values]
+            if producers_only:
+                keys = [k for k in self.producers_of.get(r, []) if k[0] in values and values[k[0]].ndim >= 2] or keys
+            score = torch.zeros(size, dtype=torch.float64)
+            for key in keys:
+                if key not in per_key:
+                    per_key[key] = reduce(values[key[0]].detach().double(), key[1])
+                labels = self._member_roots[key]
+                pos = [p for p, (rr, _) in enumerate(labels) if rr == r]
+                score.index_add_(0, torch.tensor([labels[p][1] for p in pos], dtype=torch.long), per_key[key][pos])
+            out[r] = score
+        return out
 
 
 class ChannelTracer(TorchFunctionMode):
@@ -406,18 +439,8 @@ def trace_channels(model: nn.Module, example: torch.Tensor | None = None) -> Cha
         model.train(was)
 
 
-def _slice_scores(groups: ChannelGroups, root: int, size: int, values: dict[str, torch.Tensor],
-                  reduce: Callable[[torch.Tensor, int], torch.Tensor], producers_only: bool = True) -> torch.Tensor:
-    """Per-channel sums of ``reduce(tensor, dim)`` over the group's (producing) parameter dimensions."""
-    score = torch.zeros(size, dtype=torch.float64)
-    keys = [k for k, m in groups.members.items() if k[0] in values and any(groups.root(g) == root for g, _ in m.labels)]
-    chosen = [k for k in keys if groups.members[k].out and values[k[0]].ndim >= 2] if producers_only else keys
-    for key in chosen or keys:
-        per_pos = reduce(values[key[0]].detach().double(), key[1])
-        for pos, (r, i) in enumerate(groups.member_roots(key)):
-            if r == root:
-                score[i] += per_pos[pos]
-    return score
+def _sum(t: torch.Tensor, dim: int) -> torch.Tensor:
+    return t.transpose(0, dim).reshape(t.shape[dim], -1).sum(1)
 
 
 def _l1(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -470,10 +493,8 @@ def taylor_scores(model: nn.Module, groups: ChannelGroups, inputs: Iterable[torc
                 target = out * mask if mask is not None else out
                 (target * r).sum().backward()
                 wg = {n: p.detach() * p.grad for n, p in params.items() if p.grad is not None}
-                for root, size in groups.sizes.items():
-                    totals[root] += _slice_scores(groups, root, size, wg,
-                                                  lambda t, d: t.transpose(0, d).reshape(t.shape[d], -1).sum(1),
-                                                  producers_only=False) ** 2
+                for root, score in groups.scores(wg, _sum, producers_only=False).items():
+                    totals[root] += score**2
                 count += 1
         model.zero_grad(set_to_none=True)
     finally:
@@ -502,9 +523,9 @@ def student_kwargs(teacher: nn.Module, ratio: float) -> dict[str, Any]:
     return kwargs
 
 
-def _index_lists(groups: ChannelGroups, key: tuple[str, int], kept: dict[int, list[int]]) -> list[int]:
-    keep_sets = {r: set(v) for r, v in kept.items()}
-    return [pos for pos, (r, i) in enumerate(groups.member_roots(key)) if i in keep_sets[r]]
+def _index_lists(groups: ChannelGroups, key: tuple[str, int], kept: dict[int, list[int] | set[int]]) -> list[int]:
+    """Positions along parameter dimension ``key`` whose channel is kept."""
+    return [pos for pos, (r, i) in enumerate(groups.member_roots(key)) if i in kept[r]]
 
 
 def prune_model(teacher: nn.Module, ratio: float, method: str = "l1", *, inputs: Iterable[torch.Tensor] | None = None,
@@ -547,7 +568,7 @@ def prune_model(teacher: nn.Module, ratio: float, method: str = "l1", *, inputs:
                 f"{cfg['arch']}: channels {tg.name(rt)} cannot be pruned (they reach the input or output, or are "
                 "mixed by an op the tracer cannot follow), but the narrower constructor changes them")
     if method == "l1":
-        scores = {r: _slice_scores(tg, r, s, dict(teacher.named_parameters()), _l1) for r, s in tg.sizes.items()}
+        scores = tg.scores(dict(teacher.named_parameters()), _l1)
     else:
         if inputs is None:
             gen = torch.Generator().manual_seed(seed)
@@ -558,12 +579,13 @@ def prune_model(teacher: nn.Module, ratio: float, method: str = "l1", *, inputs:
         k = target.get(r, size)
         order = torch.argsort(scores[r] if r in scores else torch.zeros(size), descending=True, stable=True)
         kept[r] = sorted(int(i) for i in order[:k])
+    kept_sets = {r: set(v) for r, v in kept.items()}
     new_state = {}
     for name, value in t_state.items():
         out = value
         for dim in range(value.ndim):
             if (name, dim) in tg.members:
-                out = out.index_select(dim, torch.tensor(_index_lists(tg, (name, dim), kept), dtype=torch.long))
+                out = out.index_select(dim, torch.tensor(_index_lists(tg, (name, dim), kept_sets), dtype=torch.long))
         if tuple(out.shape) != tuple(s_state[name].shape):
             raise ConfigError(f"{cfg['arch']}: {name} pruned to {tuple(out.shape)} but the student has "
                               f"{tuple(s_state[name].shape)}; the tracer missed a channel dependency there")
@@ -621,6 +643,7 @@ def unprune_state_dict(student: nn.Module, teacher_like: nn.Module, kept: dict[s
         if name not in by_name:
             raise ConfigError(f"kept channels for unknown group {name!r}")
         kept_roots[by_name[name]] = idx
+    kept_roots = {r: set(v) for r, v in kept_roots.items()}
     s_state = student.state_dict()
     full = {}
     for name, value in teacher_like.state_dict().items():
