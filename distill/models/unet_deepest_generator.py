@@ -9,10 +9,13 @@ Skip levels are nested as in :mod:`distill.models.unet_generator` (``model.model
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
 from distill.models.norm import get_norm_layer, uses_bias
+from distill.models.unet_generator import SkipBlock, nest_levels
 from distill.registry import register_model
 
 REFERENCE = "bytedance/OMGD models/modules/unet_architecture/unet_deepest_generator.py UnetDeepestGenerator"
@@ -38,7 +41,7 @@ class BottleneckBlock(nn.Module):
         return x + self.conv_block(x)
 
 
-class DeepSkipBlock(nn.Module):
+class DeepSkipBlock(SkipBlock):
     """|-- down -- [2 blocks] -- |submodule| -- up -- [2 blocks] --| with the input concatenated to the output."""
 
     def __init__(self, outer_nc: int, inner_nc: int, input_nc: int | None = None, submodule: nn.Module | None = None,
@@ -61,11 +64,6 @@ class DeepSkipBlock(nn.Module):
                       nn.ReLU(True), upconv, norm_layer(outer_nc), *blocks(outer_nc), nn.Dropout(dropout)]
         self.model = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.outermost:
-            return self.model(x)
-        return torch.cat([x, self.model(x)], 1)
-
 
 class UnetDeepestGenerator(nn.Module):
     """(B, input_nc, H, W) -> (B, output_nc, H, W); H and W must be multiples of 2**num_downs."""
@@ -73,13 +71,8 @@ class UnetDeepestGenerator(nn.Module):
     def __init__(self, input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ngf: int = 16, norm: str = "batch",
                  dropout_rate: float = 0.0) -> None:
         super().__init__()
-        block = DeepSkipBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
-        for _ in range(num_downs - 5):
-            block = DeepSkipBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, dropout=dropout_rate)
-        block = DeepSkipBlock(ngf * 4, ngf * 8, submodule=block, norm=norm)
-        block = DeepSkipBlock(ngf * 2, ngf * 4, submodule=block, norm=norm)
-        block = DeepSkipBlock(ngf, ngf * 2, submodule=block, norm=norm)
-        self.model = DeepSkipBlock(output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm=norm)
+        self.model = nest_levels(functools.partial(DeepSkipBlock, norm=norm), input_nc, output_nc, num_downs, ngf,
+                                 {"dropout": dropout_rate})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C_out, H, W)
         return self.model(x)
