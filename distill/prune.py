@@ -274,7 +274,7 @@ class ChannelTracer(TorchFunctionMode):
                     self.couple(self.names[id(t)], k, labels)
             self.track(out, labels, d_out)
             return
-        for t, (other, _) in tracked[1:]:  # any other op: labelled inputs beyond the first are mixed in
+        for _t, (other, _) in tracked[1:]:  # any other op: labelled inputs beyond the first are mixed in
             if other is not labels:
                 self.fix(other)
         if d_out is not None:

@@ -29,7 +29,15 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from export.onnx_export import DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_NAME, ExportError, OnnxExport, _shape_of
+from export.onnx_export import (
+    DEFAULT_OPSET,
+    INPUT_NAME,
+    MIN_OPSET,
+    OUTPUT_NAME,
+    ExportError,
+    OnnxExport,
+    _shape_of,
+)
 
 TRUNCATION_NAME = "truncation"
 PARITY_TRUNCATIONS = (0.7, 0.5)

@@ -123,6 +123,27 @@ def test_rosinality_state_dict_loads_and_mean_w_is_estimated() -> None:
         torch.testing.assert_close(dst.eval()(z), src.eval()(z))
 
 
+def test_rosinality_train_checkpoint_file_loads(tmp_path) -> None:
+    import argparse
+
+    from distill.errors import CheckpointError
+    from distill.models.stylegan2 import read_rosinality_checkpoint
+
+    torch.manual_seed(3)
+    g_ema = create_model("stylegan2", **TINY)
+    d = create_model("stylegan2_discriminator", image_size=16, channels=8)
+    drop = {k: v for k, v in g_ema.state_dict().items() if k != "mean_w"}
+    path = tmp_path / "050000.pt"  # the layout rosinality's train.py saves
+    torch.save({"g": drop, "d": d.state_dict(), "g_ema": drop, "g_optim": {}, "d_optim": {},
+                "args": argparse.Namespace(size=16, latent=8, n_mlp=2)}, path)
+    g = load_rosinality_state_dict(create_model("stylegan2", **TINY), read_rosinality_checkpoint(str(path)), 256)
+    torch.testing.assert_close(g.conv1.conv.weight, g_ema.conv1.conv.weight)
+    d2 = create_model("stylegan2_discriminator", image_size=16, channels=8)
+    d2.load_state_dict(read_rosinality_checkpoint(str(path), "d"))
+    with pytest.raises(CheckpointError, match="no 'nope'"):
+        read_rosinality_checkpoint(str(path), "nope")
+
+
 def test_truncation_trick() -> None:
     torch.manual_seed(2)
     g = create_model("stylegan2", **TINY)

@@ -431,3 +431,25 @@ def load_rosinality_state_dict(generator: StyleGAN2Generator, state: Mapping[str
     if estimate:
         generator.mean_w.copy_(estimate_mean_w(generator, mean_w_samples))
     return generator
+
+
+def read_rosinality_checkpoint(path: str, key: str = "g_ema") -> dict[str, torch.Tensor]:
+    """The ``key`` state dict (``g_ema``, ``g`` or ``d``) of a rosinality ``train.py`` checkpoint.
+
+    Read with ``weights_only=True``; its ``args`` entry is an ``argparse.Namespace``, the one non-tensor
+    type allowed here. Anything else in the file is refused by the unpickler.
+    """
+    import argparse
+
+    from distill.errors import CheckpointError
+
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # the unpickler's refusal, in one line
+        raise CheckpointError(f"{path} cannot be read as a weights-only rosinality checkpoint "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
+    if not isinstance(ckpt, Mapping) or key not in ckpt:
+        have = ", ".join(sorted(ckpt)) if isinstance(ckpt, Mapping) else type(ckpt).__name__
+        raise CheckpointError(f"{path} has no {key!r} entry (it has: {have})")
+    return dict(ckpt[key])
