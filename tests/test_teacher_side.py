@@ -285,3 +285,21 @@ def test_online_cyclegan_run_resumes_exactly(unpaired, tmp_path):
     full = rows("full")
     assert full == rows("split") and len(full) == 3
     assert full[0]["teacher.G_total"] and not full[1]["teacher.G_total"]  # the teacher steps every 2nd step
+
+
+SHRINK = ["train.steps=2", "data.synth.num=2", "data.synth.num_test=2", "data.synth.size=16", "teacher.model.ngf=4",
+          "teacher.online_discriminator.arch=n_layers", "teacher.online_discriminator.ndf=4",
+          "teacher.online_discriminator.kwargs.n_layers=1", "student.ngf=2", "teacher.eval_every=1", "eval.num=2"]
+
+
+@pytest.mark.parametrize("method", ["crd", "omgd", "vem"])
+def test_cyclegan_recipes_run_from_an_empty_folder(method, tmp_path):
+    """The shipped unpaired recipes themselves, through the CLI, shrunk to test size."""
+    from distill.cli import main
+
+    out = tmp_path / "RUN"
+    sets = [*SHRINK, *(["loss.4.channels=2", "loss.4.langevin_steps=1"] if method == "vem" else [])]
+    argv = ["distill", "--config", f"configs/synth/{method}_cyclegan.yaml", "--out", str(out)]
+    assert main([*argv, *(a for s in sets for a in ("--set", s))]) == 0
+    for name in ("student", "teacher", "teacher_best", "teacher_discriminator"):
+        assert (out / name / "model.safetensors").is_file(), name

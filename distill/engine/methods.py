@@ -149,6 +149,7 @@ class GeneratorMethod(TrainingMethod):
         self.student_taps = FeatureTaps(self.student, [p for t in self.terms for p in t.student_layers()])
         self.teacher.attach_taps([p for t in self.terms for p in t.teacher_layers()])
         self._optimizers: dict[str, torch.optim.Optimizer] = {}
+        self._fixed: set[str] = set()
 
     @classmethod
     def check(cls, config: RunConfig) -> None:
@@ -192,7 +193,6 @@ class GeneratorMethod(TrainingMethod):
         if self.discriminator is not None:
             self._optimizers["D"] = adam(self.discriminator.parameters(), self.d_cfg.lr or cfg.train.lr, cfg)
         self._optimizers.update(self.teacher.build_optimizers())
-        self._fixed = set()
         for t in terms:
             for name, opt in t.aux_optimizers().items():
                 self._optimizers[f"{t.name}.{name}"] = opt

@@ -415,6 +415,11 @@ def check_teacher_config(config: RunConfig, has_generator: bool | None = None) -
             raise ConfigError(f"loss.{i} ({spec.get('name')!r}) needs a teacher generator on {data} data "
                               f"(data.layout {config.data.layout}); set teacher.checkpoint, teacher.auto or an "
                               "online teacher.model")
+    if online and tcfg.cyclegan is not None and tcfg.loss:
+        raise ConfigError("teacher.cyclegan trains the teacher by the cycle objective; remove teacher.loss")
+    if online and tcfg.cyclegan is None and not tcfg.loss:
+        raise ConfigError("teacher.mode online needs teacher.loss terms (e.g. adv + l1_target), or teacher.cyclegan "
+                          "for a CycleGAN teacher on unpaired data")
     if online:
         for i, spec in enumerate(tcfg.loss if tcfg.cyclegan is None else []):
             if teacher_needed(spec, paired):
