@@ -169,10 +169,8 @@ def export_bundle(
     x = make_inputs(info.input_kind, sample_shape, parity_batch, seed=0)
     example = torch.from_numpy(x[:1].copy())
     onnx_path = out / FILES["fp32"]
-    from export.stylegan2_export import exporter_for  # StyleGAN2: truncation as a second graph input
-
-    exported = exporter_for(model)(model, onnx_path, example, input_kind=info.input_kind, opset=opset, dynamic_batch=True,
-                                   dynamic_spatial=True, optimize=optimize)
+    exported = export_onnx(model, onnx_path, example, input_kind=info.input_kind, opset=opset, dynamic_batch=True, dynamic_spatial=True,
+                           optimize=optimize)
     notes += exported.notes
     files = {"fp32": FILES["fp32"]}
     ref = _torch_run(model, x)

@@ -128,10 +128,3 @@ def export_stylegan2(model: nn.Module, path: str | Path, example: torch.Tensor, 
                "onnxsim and graph rewrites not applied"],
         controls=controls,
     )
-
-
-def exporter_for(model: nn.Module):
-    """The export function for ``model``: this module's for StyleGAN2 generators, else the generic one."""
-    from export.onnx_export import export_onnx
-
-    return export_stylegan2 if is_stylegan2(model) else export_onnx

@@ -26,6 +26,8 @@ TINY = {
     "n_layers": {"ndf": 4},
     "dcgan_discriminator": {"ndf": 4, "image_size": 16},
     "sngan_discriminator": {"ndf": 8, "image_size": 16},
+    "stylegan2": {"image_size": 16, "channels": 8, "nz": 8, "n_mlp": 1},
+    "stylegan2_discriminator": {"image_size": 16, "channels": 8},
 }
 
 
