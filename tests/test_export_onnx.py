@@ -20,6 +20,7 @@ TINY = {
     "mobile_resnet_9blocks": {"ngf": 4},
     "unet_128": {"ngf": 4},
     "unet_256": {"ngf": 4},
+    "unet_deepest_256": {"ngf": 1},
     "dcgan": {"ngf": 4, "nz": 16, "image_size": 16},
     "sngan": {"ngf": 8, "nz": 16, "image_size": 16},
     "basic": {"ndf": 4},
