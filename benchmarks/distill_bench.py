@@ -286,8 +286,9 @@ def _round(v: Any) -> Any:
 
 
 def compare(report: dict[str, Any], rows: list[str], baseline: str, metric: str, higher_is_better: bool) -> list[dict]:
-    """For each row vs ``baseline`` on ``metric``: the difference of means (positive = better) and whether it
-    exceeds the larger of the two standard deviations (``beyond_one_std``)."""
+    """For each row vs ``baseline`` on ``metric``: the difference of means (positive = better), whether the row
+    is better by more than the larger of the two standard deviations (``beyond_one_std``), and ``outcome``:
+    ``better beyond one std``, ``worse beyond one std`` or ``within one std``."""
     out = []
     base = report[baseline]
     for name in rows:
@@ -296,8 +297,11 @@ def compare(report: dict[str, Any], rows: list[str], baseline: str, metric: str,
             continue
         diff = (r[metric] - base[metric]) * (1 if higher_is_better else -1)
         spread = max(r[metric + "_std"], base[metric + "_std"])
+        outcome = ("better beyond one std" if diff > spread else "worse beyond one std" if -diff > spread
+                   else "within one std")
         out.append({"row": name, "baseline": baseline, "metric": metric, "higher_is_better": higher_is_better,
-                    "improvement": round(diff, 4), "larger_std": spread, "beyond_one_std": bool(diff > spread)})
+                    "improvement": round(diff, 4), "larger_std": spread, "beyond_one_std": bool(diff > spread),
+                    "outcome": outcome})
     return out
 
 
@@ -412,7 +416,8 @@ def _same_uncond_teacher(setup: UncondSetup) -> bool:
     if not (setup.teacher_dir / "student" / "model.safetensors").is_file() or not config.is_file():
         return False
     raw = yaml.safe_load(config.read_text()) or {}
-    return ((raw.get("train") or {}).get("steps"), (raw.get("generator") or {}).get("ngf")) == (
+    model = raw.get("student") or raw.get("generator") or {}  # the resolved config names the trained model student
+    return ((raw.get("train") or {}).get("steps"), model.get("ngf")) == (
         setup.scale.teacher_steps, setup.scale.teacher_d)
 
 
@@ -560,7 +565,7 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append("")
     for c in report.get("comparisons", []):
         lines.append(f"- {c['row']} vs {c['baseline']} ({c['metric']}): improvement {c['improvement']:+.4f}, "
-                     f"larger std {c['larger_std']:.4f}: {'beyond' if c['beyond_one_std'] else 'within'} one std")
+                     f"larger std {c['larger_std']:.4f}: {c['outcome']}")
     s = report["setup"]
     extra = f", classifier held-out accuracy {s['classifier_accuracy']:.4f}" if "classifier_accuracy" in s else ""
     lines.append(f"\n{task}: {s['data']}; train images {s['train_images']}; steps {s['steps']}; seeds {s['seeds']}"
@@ -580,6 +585,8 @@ def register_distill(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="paired: aligned folder (train/, test/); unconditional: class folders")
     p.add_argument("--quick", action="store_true", help="small scale (minutes on 2 CPU cores)")
     p.add_argument("--seeds", type=int, default=3, help="independent seeds per row (default 3, also with --quick)")
+    p.add_argument("--steps", type=int, default=None, help="student steps per row (default: the scale's)")
+    p.add_argument("--teacher-steps", type=int, default=None, help="teacher steps (default: the scale's)")
     p.add_argument("--out", required=True, help="result JSON file (a .md table is written beside it)")
     p.add_argument("--work", default=None, help="folder for data and runs (default: next to --out)")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
@@ -589,8 +596,15 @@ def register_distill(bench_sub: argparse._SubParsersAction) -> None:
 def run_bench_distill(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    size = "quick" if args.quick else "full"
+    scale = (SCALES if args.task == "paired" else UNCOND_SCALES)[size]
+    for flag, field in ((args.steps, "student_steps"), (args.teacher_steps, "teacher_steps")):
+        if flag is not None:
+            if flag < 1:
+                raise ConfigError(f"--{field.replace('student_', '').replace('_', '-')} must be at least 1, got {flag}")
+            scale = replace(scale, **{field: flag})
     report = run_distill_bench(args.out, quick=args.quick, work=args.work, seeds=args.seeds, device=args.device,
-                               task=args.task, data=args.data)
+                               task=args.task, data=args.data, scale=scale)
     print(format_table(report), end="")
     print(f"wrote {args.out}")
     return 0

@@ -35,10 +35,15 @@ def test_aggregate_and_compare() -> None:
     assert row["x"] is None and row["x_std"] is None  # a NaN seed makes the mean null, never a partial mean
     assert row["seeds"] == [0, 1, 2] and [p["psnr_gt"] for p in row["per_seed"]] == [10.0, 12.0, 14.0]
     report = {"a": {"fid_classifier": 5.0, "fid_classifier_std": 1.0},
-              "b": {"fid_classifier": 8.0, "fid_classifier_std": 2.5}, "c": {"fid_classifier": 9.0, "fid_classifier_std": 0.5}}
-    out = {c["row"]: c for c in compare(report, ["a", "c"], "b", "fid_classifier", higher_is_better=False)}
-    assert out["a"]["improvement"] == pytest.approx(3.0) and out["a"]["beyond_one_std"]  # 3 > max(1, 2.5)
+              "b": {"fid_classifier": 8.0, "fid_classifier_std": 0.5},
+              "c": {"fid_classifier": 9.0, "fid_classifier_std": 0.5},
+              "d": {"fid_classifier": 8.3, "fid_classifier_std": 0.4}}
+    out = {c["row"]: c for c in compare(report, ["a", "c", "d"], "b", "fid_classifier", higher_is_better=False)}
+    assert out["a"]["improvement"] == pytest.approx(3.0) and out["a"]["beyond_one_std"]  # lower FID: 3 > max(1, 0.5)
+    assert out["a"]["outcome"] == "better beyond one std"
     assert out["c"]["improvement"] == pytest.approx(-1.0) and not out["c"]["beyond_one_std"]
+    assert out["c"]["outcome"] == "worse beyond one std"
+    assert out["d"]["outcome"] == "within one std"
 
 
 def test_paired_on_a_users_aligned_folder(tmp_path, capsys) -> None:
@@ -112,6 +117,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys) -> None:
     assert main(["bench", "distill", "--data", str(tmp_path / "flat"), "--out", str(tmp_path / "x.json")]) == 2
     assert "has no train/ folder" in capsys.readouterr().err
     assert main(["bench", "distill", "--seeds", "0", "--out", str(tmp_path / "x.json")]) == 2
+    assert main(["bench", "distill", "--steps", "0", "--out", str(tmp_path / "x.json")]) == 2
+    assert "--steps must be at least 1" in capsys.readouterr().err
 
 
 def test_synthetic_overrides_share_data_and_vary_seed(tmp_path) -> None:
