@@ -1,29 +1,31 @@
 """``slimgan bench ablation``: distillation methods side by side on the synthetic paired task.
 
-Built on :mod:`benchmarks.distill_bench`: the same teacher (``configs/synth/pix2pix_teacher.yaml``,
-resnet_6blocks ngf 32, trained once into ``<work>/teacher``), the same data split (``num`` training
-pairs, 16 held-out pairs), the same run options and the same evaluation
-(:func:`benchmarks.distill_bench.run_recipe`). One student (the same architecture at 1/4 width,
-ngf 8), the same steps and seed for every row; every row sees all training pairs with their targets
-(the papers' paired setting; ``slimgan bench distill`` is the one that limits scratch's labels).
-Rows differ only in their recipe:
+Built on :mod:`benchmarks.distill_bench`: the same data split (``num`` training pairs, 16 held-out
+pairs), run options and evaluation (:func:`benchmarks.distill_bench.run_recipe`). Each seed is an
+independent replicate: its own teacher (``configs/synth/pix2pix_teacher.yaml``, resnet_6blocks ngf 32,
+trained into ``<work>/seed<s>/teacher``) and one student per row (the same architecture at 1/4 width,
+ngf 8), the same steps, batch and seed for every row; every row sees all training pairs. Rows differ
+only in their recipe; the loss terms of omgd / vid / vem are read from their recipes:
 
 ==========  ===================================================================================
 scratch     no teacher: the teacher recipe at 1/4 width (pix2pix: adv + 100·|G_s(x) - y|₁)
 l1          ``pix2pix_feature_kd.yaml`` without its feature term: adv + 100·|G_s(x) - G_t(x)|₁
 feature     ``pix2pix_feature_kd.yaml`` (GAN Compression): adv + 100·|G_s - G_t|₁ + Σ_ℓ ||f_ℓ(G_s,ℓ) - G_t,ℓ||²
-omgd        OMGD terms: 10·(1-SSIM) + 10·|G_s - G_t|₁ + 10·L_CD + 1e-5·TV (perceptual off: no weights)
+omgd        the student terms of ``omgd.yaml`` (SSIM, perceptual (off: no weights), channel distillation, TV, ...)
 vid         omgd + 0.1·L_VID (factorised Gaussian, y as the positive)
-vem         omgd - 0.1·Ĩ(T;S) (energy net C = 8, K = 10 Langevin steps of size 100, noise 0.005)
-crd         2.5·L_CRD + Adv(G_s, sg(D̄)) (perceptual off)
+vem         the student terms of ``vem.yaml``: omgd - 0.1·Ĩ(T;S) (energy net, Langevin steps)
+crd         ``crd.yaml`` as the crd paper runs it: an online teacher G_t and D̄ trained from scratch beside
+            the student (D̄ updated with G_t, frozen for the student), teacher selection;
+            2.5·L_CRD + Adv(G_s, sg(D̄)) (perceptual off: no weights)
 ==========  ===================================================================================
 
-Deviation kept for comparability: every row shares the one offline teacher, so CRD's D̄ is the
-teacher's pretrained discriminator, frozen (crd Table 6 "pre-trained (freezing)"), CRD's teacher
-selection has nothing to select (the teacher does not change), and OMGD / VEM / VID use no online
-(wide + deep) teachers. Each row reports ``psnr_gt``, ``ssim_gt``, ``psnr_teacher`` (held-out set),
-``fid`` (only with ``--inception-weights``, else null) and ``sec_per_step`` (training wall time over
-steps, evaluation excluded). Results: ``--out FILE.json`` plus ``FILE.md`` (a markdown table).
+Deviation kept for comparability: omgd / vid / vem distil from the seed's offline teacher, not from
+OMGD's two online (wide + deep) teachers; the crd row's online teacher trains for the student's steps
+from scratch, the offline teachers for ``teacher_steps``. Each row reports the mean and standard
+deviation over seeds of ``psnr_gt``, ``ssim_gt``, ``psnr_teacher`` (held-out set; crd: to its own
+online teacher, the one it learns from), ``fid`` (only with ``--inception-weights``, else null),
+``sec_per_step`` (training wall time over steps, evaluation excluded) and ``wall_s``.
+Results: ``--out FILE.json`` plus ``FILE.md`` (a markdown table).
 """
 
 from __future__ import annotations
@@ -36,30 +38,32 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.distill_bench import CONFIGS, SCALES, SCRATCH_OVERRIDES, TEACHER_RECIPE, BenchSetup, Scale
+from benchmarks.distill_bench import (
+    CONFIGS,
+    FEATURE_RECIPE,
+    SCALES,
+    SCRATCH_OVERRIDES,
+    TEACHER_RECIPE,
+    BenchSetup,
+    Scale,
+    aggregate,
+)
 
 log = logging.getLogger(__name__)
 
 METHODS = ("scratch", "l1", "feature", "omgd", "vid", "vem", "crd")
-FEATURE_RECIPE = CONFIGS / "pix2pix_feature_kd.yaml"
+METRICS = ("psnr_gt", "ssim_gt", "psnr_teacher", "fid", "sec_per_step", "wall_s")
+# the terms of each method as its recipe gives them (so a recipe fix reaches the ablation)
+LOSS_RECIPES = {"omgd": CONFIGS / "omgd.yaml", "vid": CONFIGS / "omgd.yaml", "vem": CONFIGS / "vem.yaml"}
+CRD_RECIPE = CONFIGS / "crd.yaml"
+VID_TERM = {"name": "vid", "weight": 0.1, "to": "auto"}
 
-_OMGD = [
-    {"name": "ssim", "weight": 10.0},
-    {"name": "perceptual", "weight": 1.0, "vgg16": "off"},
-    {"name": "l1_teachers", "weight": 10.0},
-    {"name": "channel_distill", "weight": 10.0, "layers": ["model.9", "model.12", "model.15"]},
-    {"name": "tv", "weight": 1.0e-5},
-]
 
-# rows whose recipe is a raw loss list on the shared student (no discriminator of its own)
-LOSSES: dict[str, list[dict[str, Any]]] = {
-    "omgd": _OMGD,
-    "vid": [*_OMGD, {"name": "vid", "weight": 0.1, "to": "auto"}],
-    "vem": [*_OMGD, {"name": "vem", "weight": 0.1, "to": "auto", "channels": 8, "langevin_steps": 10,
-                     "step_size": 100.0, "noise_std": 0.005, "lr": 1.0e-4}],
-    "crd": [{"name": "crd", "weight": 2.5}, {"name": "perceptual", "weight": 1.0, "vgg16": "off"},
-            {"name": "teacher_adv", "weight": 1.0, "gan_mode": "lsgan", "conditional": True}],
-}
+def _recipe_losses(method: str) -> list[dict[str, Any]]:
+    import yaml
+
+    losses = list(yaml.safe_load(LOSS_RECIPES[method].read_text())["loss"])
+    return [*losses, VID_TERM] if method == "vid" else losses
 
 
 def row_recipe(method: str, setup: BenchSetup, steps: int) -> tuple[Path | dict[str, Any], list[str], str]:
@@ -81,55 +85,59 @@ def row_recipe(method: str, setup: BenchSetup, steps: int) -> tuple[Path | dict[
         raw["loss"] = [t for t in raw["loss"] if t["name"] != "feature_kd"]
         raw["description"] = "ablation row l1: the feature-KD recipe without its feature term"
         return raw, [*common, *teacher], "distill"
+    if method == "crd":
+        # as the crd paper runs it: an online teacher G_t and D̄ trained from scratch beside the student
+        # (D̄ updated with G_t, frozen for the student), teacher selection every teacher.eval_every steps
+        return CRD_RECIPE, [*common, "student.ngf=8"], "distill"
     raw: dict[str, Any] = {
         "description": f"ablation row {method}",
         "student": {"arch": "resnet_6blocks", "ngf": 8},
         "teacher": {"mode": "offline", "checkpoint": str(setup.teacher_checkpoint)},
-        "loss": LOSSES[method],
+        "loss": _recipe_losses(method),
         "train": {"lr": 2e-4, "beta1": 0.5},
     }
-    if method == "crd":
-        raw["teacher"]["discriminator"] = str(setup.teacher_discriminator)
     return raw, common, "distill"
 
 
 def run_ablation(out: str | Path, methods: tuple[str, ...] = METHODS, scale: Scale = SCALES["quick"],
-                 seed: int = 0, work: str | Path | None = None, inception_weights: str = "",
-                 device: str = "cpu", progress: bool = False) -> dict[str, Any]:
-    """Train one student per method from the shared bench teacher; writes ``out`` (JSON) and ``out``.md."""
+                 seeds: int | list[int] = 3, work: str | Path | None = None, inception_weights: str = "",
+                 device: str = "cpu") -> dict[str, Any]:
+    """Train one student per method and seed (each seed with its own offline teacher, the CRD row with its
+    own online one); writes ``out`` (JSON, mean ± std over seeds per row) and ``out``.md."""
     from benchmarks.distill_bench import run_recipe, train_teacher
     from distill.errors import ConfigError
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ConfigError(f"unknown ablation method(s) {unknown}; choose from {', '.join(METHODS)}")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise ConfigError("--seeds must be at least 1")
     out = Path(out)
-    setup = BenchSetup(Path(work) if work else out.with_suffix("").parent / (out.stem + "_runs"), scale, seed, device,
-                       progress)
+    work_dir = Path(work) if work else out.with_suffix("").parent / (out.stem + "_runs")
     t0 = time.perf_counter()
-    teacher_metrics, _ = train_teacher(setup)
     fid = [f"eval.inception_weights={inception_weights}"] if inception_weights else []
-    rows = []
-    for method in methods:
-        recipe, overrides, kind = row_recipe(method, setup, scale.student_steps)
-        log.info("ablation: %s (%d steps)", method, scale.student_steps)
-        # every row trains a student, the scratch baseline included (run by the teacher recipe)
-        run = run_recipe(setup, recipe, setup.work / method, [*overrides, *fid], kind, role="student")
-        m = run["metrics"]
-        rows.append({
-            "method": method,
-            "psnr_gt": m.get("psnr_gt"),
-            "ssim_gt": m.get("ssim_gt"),
-            "psnr_teacher": m.get("psnr_teacher"),
-            "fid": m.get("fid") if inception_weights else None,
-            "sec_per_step": run["sec_per_step"],
-            "wall_s": run["seconds"],
-            "steps": scale.student_steps,
-        })
+    per: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
+    teachers = []
+    for seed in seed_list:
+        setup = BenchSetup(work_dir, scale, seed, device)
+        teachers.append(train_teacher(setup)[0])
+        for method in methods:
+            recipe, overrides, kind = row_recipe(method, setup, scale.student_steps)
+            log.info("ablation: seed %d %s (%d steps)", seed, method, scale.student_steps)
+            run = run_recipe(setup, recipe, setup.seed_dir / method, [*overrides, *fid], kind)
+            m = run["metrics"]
+            per[method].append({"psnr_gt": m.get("psnr_gt", math.nan), "ssim_gt": m.get("ssim_gt", math.nan),
+                                "psnr_teacher": m.get("psnr_teacher", math.nan),
+                                "fid": m.get("fid", math.nan) if inception_weights else math.nan,
+                                "sec_per_step": run["sec_per_step"], "wall_s": run["seconds"]})
+    rows = [{"method": m, **aggregate(per[m], seed_list), "steps": scale.student_steps} for m in methods]
     report = {"task": "synthetic paired", "size": scale.size, "train_pairs": scale.num, "test_pairs": 16,
-              "student": "resnet_6blocks ngf 8", "teacher": "resnet_6blocks ngf 32",
-              "steps": scale.student_steps, "teacher_steps": scale.teacher_steps, "batch_size": 4, "seed": seed,
-              "teacher_metrics": teacher_metrics, "total_wall_s": time.perf_counter() - t0, "rows": rows}
+              "student": "resnet_6blocks ngf 8", "teacher": "resnet_6blocks ngf 32 (one per seed; crd: its own online one)",
+              "steps": scale.student_steps, "teacher_steps": scale.teacher_steps, "batch_size": 4, "seeds": seed_list,
+              "std": "sample standard deviation over seeds (ddof 1)",
+              "teacher_metrics": aggregate(teachers, seed_list), "total_wall_s": time.perf_counter() - t0,
+              "rows": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     out.with_suffix(".md").write_text(format_table(rows, report))
@@ -144,22 +152,27 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _pm(r: dict[str, Any], key: str, digits: int = 2) -> str:
+    v = r.get(key)
+    return "-" if v is None else f"{v:.{digits}f} ± {r.get(key + '_std') or 0.0:.{digits}f}"
+
+
 def format_table(rows: list[dict[str, Any]], report: dict[str, Any] | None = None) -> str:
-    """Markdown table of the rows; ``x l1`` is the step-time ratio to the ``l1`` row."""
+    """Markdown table of the rows, ``mean ± std`` over seeds; ``x l1`` is the mean step-time ratio to ``l1``."""
     base = next((r["sec_per_step"] for r in rows if r["method"] == "l1"), None)
-    lines = ["| method | psnr_gt | ssim_gt | psnr_teacher | fid | sec/step | x l1 |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| method | psnr_gt | ssim_gt | psnr_teacher | fid | sec/step | x l1 | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        ratio = r["sec_per_step"] / base if base else None
-        lines.append(f"| {r['method']} | {_fmt(r['psnr_gt'])} | {_fmt(r['ssim_gt'], 3)} | {_fmt(r['psnr_teacher'])} | "
-                     f"{_fmt(r['fid'])} | {_fmt(r['sec_per_step'], 3)} | {_fmt(ratio)} |")
+        ratio = r["sec_per_step"] / base if base and r.get("sec_per_step") is not None else None
+        lines.append(f"| {r['method']} | {_pm(r, 'psnr_gt')} | {_pm(r, 'ssim_gt', 3)} | {_pm(r, 'psnr_teacher')} | "
+                     f"{_pm(r, 'fid')} | {_fmt(r.get('sec_per_step'), 3)} | {_fmt(ratio)} | {len(r['seeds'])} |")
     if report:
         tm = report.get("teacher_metrics") or {}
         lines.append("")
         lines.append(f"{report['task']}, {report['size']} px, {report.get('train_pairs')} training / "
                      f"{report.get('test_pairs')} held-out pairs; student {report['student']}, teacher "
-                     f"{report['teacher']} ({report.get('teacher_steps')} steps, psnr_gt {_fmt(tm.get('psnr_gt'))}); "
-                     f"{report['steps']} student steps, batch {report.get('batch_size')}, seed {report['seed']}; "
+                     f"{report['teacher']} ({report.get('teacher_steps')} steps, psnr_gt {_pm(tm, 'psnr_gt')}); "
+                     f"{report['steps']} student steps, batch {report.get('batch_size')}, seeds {report['seeds']}; "
                      f"total wall {_fmt(report.get('total_wall_s'), 0)} s.")
     return "\n".join(lines) + "\n"
 
@@ -177,7 +190,7 @@ def register_ablation(bench_sub: argparse._SubParsersAction) -> None:
                    help=f"student steps per row (default {SCALES['full'].student_steps}; --quick {SCALES['quick'].student_steps})")
     p.add_argument("--teacher-steps", type=int, default=None,
                    help=f"teacher steps (default {SCALES['full'].teacher_steps}; --quick {SCALES['quick'].teacher_steps})")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=3, help="independent seeds per row (default 3, also with --quick)")
     p.add_argument("--work", default=None, help="folder for the runs (default: next to --out)")
     p.add_argument("--inception-weights", default="", help="pytorch-fid Inception weights: adds FID")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
@@ -194,7 +207,11 @@ def run_ablation_cli(args: argparse.Namespace) -> int:
         scale = replace(scale, student_steps=args.steps)
     if args.teacher_steps:
         scale = replace(scale, teacher_steps=args.teacher_steps)
-    report = run_ablation(args.out, methods, scale, args.seed, work=args.work,
-                          inception_weights=args.inception_weights, device=args.device, progress=args.progress)
+    if args.seeds < 1:
+        from distill.errors import ConfigError
+
+        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    report = run_ablation(args.out, methods, scale, args.seeds, work=args.work,
+                          inception_weights=args.inception_weights, device=args.device)
     print(format_table(report["rows"], report), end="")
     return 0

@@ -250,6 +250,8 @@ def export_bundle(
     rows: list[dict[str, Any]] = []
     if check:
         rows.append(compare(f"{role}: torch vs onnx fp32", _ort_run(onnx_path, x, threads), ref, "fp32", data_range=out_span))
+        if hasattr(exported, "parity_rows"):
+            rows += exported.parity_rows(model, x, threads)
 
     # 2. fp16 ----------------------------------------------------------------------------------
     if fp16:
@@ -425,6 +427,7 @@ def _manifest(model, info, kwargs, exported, files, opset, macs, params, bmax, s
         max_batch=int(bmax),
         arch_kwargs=dict(kwargs),
         source_convention=dict(convention),
+        controls=dict(getattr(exported, "controls", {})),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         slimgan_version=str(__version__),
     )

@@ -94,7 +94,8 @@ def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = KEEP_FP32
     src.CopyFrom(model)
     float_names = _float_values(src)
     g = src.graph
-    inits = {i.name: i for i in g.initializer}
+    # an initializer that is also a graph input is that input's default (overridable), not a weight
+    inits = {i.name: i for i in g.initializer if i.name not in {vi.name for vi in g.input}}
     dtype: dict[str, int] = {}  # float tensor name -> current TensorProto elem type
     for vi in g.input:
         if vi.name in float_names:

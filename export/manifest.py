@@ -94,6 +94,8 @@ class Manifest:
     # runtime name -> {"precision": ..., "files": [...]}: how each runtime's artifact was checked and timed
     runtimes: dict[str, Any] = field(default_factory=dict)
     preferred_runtime: str | None = None  # where the student ran fastest in speed.json (None: not measured)
+    # extra graph inputs a server may set, and what is fixed inside the graph (StyleGAN2: truncation, noise)
+    controls: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     slimgan_version: str = ""
     format: str = BUNDLE_FORMAT

@@ -176,6 +176,10 @@ def export_onnx(
     ``onnx.checker.check_model(full_check=True)``; when a dynamic-spatial export does not run at a second
     size in ONNX Runtime, the export is repeated with fixed spatial axes and the fallback is noted.
     """
+    from export.stylegan2_export import export_stylegan2, is_stylegan2
+
+    if is_stylegan2(model):  # truncation ψ as a second graph input, mean w and noise inside
+        return export_stylegan2(model, path, example, opset=opset, dynamic_batch=dynamic_batch)
     if opset < MIN_OPSET:
         raise ExportError(f"--opset {opset} is too old; slimgan exports opset >= {MIN_OPSET}")
     path = Path(path)

@@ -53,6 +53,11 @@ class GenerateRequest(BaseModel):
 
     seed: int = Field(0, ge=0, le=2**32 - 1, description="latent seed; the same seed gives the same bytes")
     count: int = Field(1, ge=1, description="number of images (at most the server's max_count)")
+    truncation: float | None = Field(
+        None, ge=0.0, le=2.0,
+        description="StyleGAN2 truncation ψ (w = w̄ + ψ·(w - w̄)); only for models whose manifest lists it "
+                    "under controls; default: the model's (1.0, no truncation)",
+    )
     format: ImageFormat = Field("png", description="output image format")
     layout: Literal["grid", "multipart"] = Field(
         "grid", description="several images: one grid image, or multipart/mixed with one part per image"

@@ -72,6 +72,12 @@ class ServedModel:
                 self.latent_shape = (int(manifest.preprocessing.latent_size),)
             else:
                 raise ConfigError(f"bundle {bundle_dir}: generate model without a static latent size")
+        # StyleGAN2 bundles: ψ travels as one extra column of each latent row, so requests with different ψ
+        # share a micro-batch; the backend splits it off into the graph's truncation input.
+        self.truncation: dict | None = (manifest.controls or {}).get("truncation")
+        if self.truncation is not None and settings.backend == "tensorrt":
+            raise ConfigError(f"bundle {bundle_dir}: the tensorrt backend does not feed the truncation input; "
+                              "serve it with --backend onnxruntime")
 
     @property
     def ready(self) -> bool:
@@ -125,14 +131,21 @@ class ServedModel:
     def example_rows(self, n: int) -> np.ndarray:
         """Warm-up input: latents for generate, a mid-grey image of the usual size for translate."""
         if self.task == "generate":
-            return latents_for(0, n, self.latent_shape)
+            return self.latents(0, n)
         channels = 1 if self.manifest.preprocessing.color == "L" else 3
         h, w = self.fixed_size or (64, 64)
         return np.zeros((n, channels, h, w), dtype=np.float32)
 
-    def latents(self, seed: int, count: int) -> np.ndarray:
-        """``(count, *latent_shape)``: image ``i`` uses seed ``seed + i``."""
-        return latents_for(seed, count, self.latent_shape)
+    def latents(self, seed: int, count: int, truncation: float | None = None) -> np.ndarray:
+        """``(count, *latent_shape)``: image ``i`` uses seed ``seed + i``; with a truncation control,
+        ``(count, nz + 1)`` whose last column is ψ (``truncation``, else the manifest's default)."""
+        z = latents_for(seed, count, self.latent_shape)
+        if self.truncation is None:
+            if truncation is not None:
+                raise ConfigError(f"model {self.name} has no truncation input")
+            return z
+        psi = float(self.truncation.get("default", 1.0) if truncation is None else truncation)
+        return np.concatenate([z, np.full((count, 1), psi, dtype=np.float32)], axis=1)
 
     def draft(self, image: Image.Image) -> tuple[int, int] | None:
         """Shrink a JPEG's decode to this model's input size (before loading); the client's (W, H) then."""

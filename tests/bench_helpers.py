@@ -82,7 +82,7 @@ def fake_segmenter(images: torch.Tensor) -> torch.Tensor:
 
 def fake_inception_weights(path: Path) -> Path:
     """A randomly initialised FID Inception saved in pytorch-fid's state-dict format (tests only)."""
-    from benchmarks.inception import FIDInception
+    from distill.metrics.inception import FIDInception
 
     torch.manual_seed(0)
     model = FIDInception()

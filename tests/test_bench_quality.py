@@ -10,9 +10,10 @@ import pytest
 import torch
 from scipy import linalg
 
-from benchmarks import inception, quality
-from benchmarks.inception import FIDInception, load_fid_inception
+from benchmarks import quality
 from distill.errors import CheckpointError, MissingDependencyError
+from distill.metrics import inception
+from distill.metrics.inception import FIDInception, load_fid_inception
 from tests.bench_helpers import fake_inception_weights, fake_segmenter
 
 

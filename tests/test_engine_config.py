@@ -10,6 +10,7 @@ import yaml
 
 from distill.cli import main
 from distill.engine.config import RunConfig, load_config, save_config
+from distill.engine.methods import check_method
 from distill.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,5 +63,8 @@ def test_resolved_config_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize("recipe", sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").rglob("*.yaml")))
-def test_every_shipped_recipe_parses(recipe):
+def test_every_shipped_recipe_parses_and_passes_the_method_check(recipe, tmp_path):
     load_config(REPO / recipe)
+    weights = tmp_path / "inception.pth"  # only its existence is checked before a run
+    weights.write_bytes(b"")
+    check_method(load_config(REPO / recipe, [f"eval.inception_weights={weights}"]))

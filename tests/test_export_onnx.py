@@ -20,6 +20,7 @@ TINY = {
     "mobile_resnet_9blocks": {"ngf": 4},
     "unet_128": {"ngf": 4},
     "unet_256": {"ngf": 4},
+    "unet_deepest_256": {"ngf": 1},
     "dcgan": {"ngf": 4, "nz": 16, "image_size": 16},
     "sngan": {"ngf": 8, "nz": 16, "image_size": 16},
     "basic": {"ndf": 4},
@@ -29,9 +30,10 @@ TINY = {
     "sub_mobile_resnet_9blocks": {"config": "4_4_8_4_8_8_4_4"},
     "legacy_sub_mobile_resnet_9blocks": {"config": "4_4_4_8_4_4"},
     "inception_9blocks": {"ngf": 4, "channels_reduction_factor": 2, "kernel_sizes": [1, 3]},
-    "unet_deepest_256": {"ngf": 1},
     "mobile_resnet_deepest": {"ngf": 4},
     "transformer_net": {"ngf": 4},
+    "stylegan2": {"image_size": 16, "channels": 8, "nz": 8, "n_mlp": 1},
+    "stylegan2_discriminator": {"image_size": 16, "channels": 8},
 }
 
 

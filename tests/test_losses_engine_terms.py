@@ -111,21 +111,34 @@ def test_feature_kd_with_and_without_adapters():
 
 
 def test_kd_gan_mse_and_joint_schemes():
-    mse = (1 + 0 + 0 + 4) / 4
-    assert value({"name": "kd_gan", "scheme": "mse"}, ctx()) == pytest.approx(mse)
+    sq = 1 + 0 + 0 + 4  # Eq. (3) as written: ||G_t(z) - G_s(z)||² summed over the image (one image)
+    assert value({"name": "kd_gan", "scheme": "mse"}, ctx()) == pytest.approx(sq)
+    assert value({"name": "kd_gan", "scheme": "mse", "reduction": "mean"}, ctx()) == pytest.approx(sq / 4)
+    two = ctx(student_out=torch.cat([S, S]), teacher_out=torch.cat([T, T + 1]))  # batch of 2: mean over z
+    assert value({"name": "kd_gan", "scheme": "mse"}, two) == pytest.approx((sq + (0 + 1 + 1 + 9)) / 2)
     c = ctx(discriminator=Scale(0.0), gan_mode="vanilla")  # D(G_s(z)) = 0: log(1 - σ(0)) = -log 2
     alpha = 0.25
     joint = value({"name": "kd_gan", "scheme": "joint", "alpha": alpha}, c)
-    assert joint == pytest.approx(alpha * -math.log(2) + (1 - alpha) * mse)
-    ns = value({"name": "kd_gan", "scheme": "joint", "alpha": alpha, "saturating": False}, c)
-    assert ns == pytest.approx(alpha * math.log(2) + (1 - alpha) * mse)
+    assert joint == pytest.approx(alpha * -math.log(2) + (1 - alpha) * sq)
+    ns = value({"name": "kd_gan", "scheme": "joint", "alpha": alpha, "saturating": False, "reduction": "mean"}, c)
+    assert ns == pytest.approx(alpha * math.log(2) + (1 - alpha) * sq / 4)
+    # α on D's generated-image term (Eq. 4 as written) is an option, off by default
+    assert build_loss({"name": "kd_gan", "scheme": "joint", "alpha": alpha}).discriminator_fake_weight() == 1.0
+    on = build_loss({"name": "kd_gan", "scheme": "joint", "alpha": alpha, "alpha_on_discriminator": True})
+    assert on.discriminator_fake_weight() == alpha
+    real, fake = torch.tensor([0.3]), torch.tensor([-0.2])
+    expected = 0.5 * (math.log1p(math.exp(-0.3)) + alpha * math.log1p(math.exp(-0.2)))
+    assert float(discriminator_loss(real, fake, "vanilla", fake_weight=alpha)) == pytest.approx(expected)
     with pytest.raises(ConfigError, match="alpha"):
         build_loss({"name": "kd_gan", "alpha": 2.0})
+    with pytest.raises(ConfigError, match="reduction"):
+        build_loss({"name": "kd_gan", "reduction": "max"})
 
 
 def test_dgl_gan_is_the_teacher_discriminator_hinge_term():
-    c = ctx(teacher=None, teacher_out=None, teacher_discriminator=Scale(2.0))
-    assert value({"name": "dgl_gan"}, c) == pytest.approx(-2.5 * 2)  # -mean(D̄(G(z)))
+    c = ctx(teacher=None, teacher_out=None, teacher_discriminator=Scale(2.0), teacher_gan_mode="hinge")
+    assert value({"name": "dgl_gan"}, c) == pytest.approx(-2.5 * 2)  # -mean(D̄(G(z))), D̄'s recorded objective
+    assert value({"name": "dgl_gan", "gan_mode": "lsgan"}, c) == pytest.approx(((2 * S - 1) ** 2).mean().item())
     term = build_loss({"name": "dgl_gan", "weight": 0.1, "start": 10})
     assert not term.active(9) and term.active(10)
     frac = build_loss({"name": "dgl_gan", "start": 0.25})

@@ -60,36 +60,37 @@ def test_teacher_selection_keeps_the_better_teacher_and_the_student_distils_from
     m.build_optimizers()
     # held-out targets made by the teacher as it is now: this teacher scores psnr_gt = 100 (capped)
     x = batch(4, seed=1).real_a
+    current = m.teacher.main.model
     with torch.no_grad():
-        m.teacher.eval()
-        y = m.teacher(x)
-        m.teacher.train()
+        current.eval()
+        y = current(x)
+        current.train()
     held_out = [Batch(x, y, True)]
-    good = {k: v.clone() for k, v in m.teacher.state_dict().items()}
-    assert m.distill_teacher() is m.teacher  # nothing evaluated yet: the current teacher
+    good = {k: v.clone() for k, v in current.state_dict().items()}
+    assert m.teacher.generator is current  # nothing evaluated yet: the current teacher
     logs = m.after_step(1, held_out)
     assert logs["teacher_eval_psnr_gt"] == pytest.approx(100.0)
-    assert m.distill_teacher() is not m.teacher  # now the best snapshot
+    assert m.teacher.generator is m.teacher.main.best  # now the best snapshot
     # the teacher gets worse: the snapshot must keep the good weights
     with torch.no_grad():
-        for p in m.teacher.parameters():
+        for p in current.parameters():
             p.add_(0.5 * torch.randn_like(p))
     logs = m.after_step(2, held_out)
     assert logs["teacher_eval_psnr_gt"] < 100.0 and logs["teacher_best_psnr_gt"] == pytest.approx(100.0)
     assert logs["teacher_best_step"] == 1
-    best = m.distill_teacher()
+    best = m.teacher.generator
     for k, v in best.state_dict().items():
         torch.testing.assert_close(v, good[k])
     # the student's step reads the best teacher's output (and its features), not the current teacher's
     ctx = m._context(first, 2)
-    m._forward(ctx, m.student)
+    m.forward(ctx, m.student)
     with torch.no_grad():
         torch.testing.assert_close(ctx.teacher_out, best(first.real_a))
-        assert not torch.allclose(ctx.teacher_out, m.teacher.eval()(first.real_a))
-    m.teacher.train()
+        assert not torch.allclose(ctx.teacher_out, current.eval()(first.real_a))
+    current.train()
     assert "model.9" in ctx.teacher_feats
     # an evaluation step that is not a multiple of eval_every does nothing
-    m.config = load_config(raw=recipe(data, eval_every=2))
+    m.config = m.teacher.config = load_config(raw=recipe(data, eval_every=2))
     assert m.after_step(3, held_out) == {}
 
 
@@ -98,10 +99,8 @@ def test_teacher_selection_needs_an_online_teacher_and_a_metric(data):
     raw["teacher"] = {"mode": "offline", "eval_every": 1, "checkpoint": "x"}
     with pytest.raises(ConfigError, match="online"):
         method_for(raw)
-    m = method_for(recipe(data, eval_every=1, eval_metric="fid"))  # fid without Inception weights
-    m.setup(batch())
-    with pytest.raises(ConfigError, match="fid"):
-        m.after_step(1, [batch(2, seed=3)])
+    with pytest.raises(ConfigError, match="fid"):  # fid without Inception weights: refused before training
+        method_for(recipe(data, eval_every=1, eval_metric="fid"))
 
 
 def test_extra_online_teacher_is_trained_and_summed_over(data, tmp_path):
@@ -111,21 +110,22 @@ def test_extra_online_teacher_is_trained_and_summed_over(data, tmp_path):
     first = batch()
     m.setup(first)
     m.build_optimizers()
-    assert [ot.name for ot in m.online_teachers] == ["teacher", "teacher_deep"]
-    deep_model = m.online_teachers[1].model
+    assert [u.name for u in m.teacher.units] == ["teacher", "teacher_deep"]
+    deep_model = m.teacher.units[1].model
     assert deep_model.slimgan_config["arch"] == "resnet_9blocks"
-    assert m.online_teachers[1].discriminator is not m.online_d  # its own D, built from the same config
+    assert m.teacher.units[1].discriminator is not m.teacher.discriminator  # its own D, built from the same config
     before = {k: v.clone() for k, v in deep_model.state_dict().items()}
+    with torch.no_grad():
+        pre_step = deep_model(first.real_a)  # train mode, the weights the teacher step starts from
     logs = m.train_step(first, 0)
     assert "teacher_deep.G_l1_target" in logs and "teacher_deep.D" in logs
     assert any(not torch.equal(before[k], v) for k, v in deep_model.state_dict().items())  # trained online
-    # the student's terms see both teachers: l1_teachers = |G_s - G_t,wide| + |G_s - G_t,deep|
-    ctx = m._context(first, 1)
-    m._forward(ctx, m.student)
+    # the student's terms see both teachers: l1_teachers = |G_s - G_t,wide| + |G_s - G_t,deep|; the targets
+    # are the teachers' train-mode outputs of this step's teacher forward (as the OMGD code)
+    ctx = m._context(first, 0)
+    m.forward(ctx, m.student)
     (extra,) = ctx.extras[EXTRA_TEACHERS]
-    with torch.no_grad():
-        torch.testing.assert_close(extra, deep_model.eval()(first.real_a))
-    deep_model.train()
+    torch.testing.assert_close(extra, pre_step)
     term = m.terms[0]
     expected = F.l1_loss(ctx.student_out, ctx.teacher_out) + F.l1_loss(ctx.student_out, extra)
     torch.testing.assert_close(term(ctx), expected)
@@ -144,7 +144,7 @@ def test_extra_online_teacher_is_trained_and_summed_over(data, tmp_path):
     for k, v in state["modules"]["teacher_best"].items():
         if k in saved:
             torch.testing.assert_close(saved[k], v)
-    best_step = int(state["modules"]["teacher_selection"]["best_step"][0])
+    best_step = int(state["modules"]["teacher_selection"]["best_step"])
     assert best_step in (2, 4) and float(evaluated[4]["teacher_best_step"]) == best_step
     with pytest.raises(ConfigError, match="model.arch"):
         method_for(recipe(data, extra=[{"name": "deep"}]))

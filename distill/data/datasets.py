@@ -164,7 +164,12 @@ class ImageFolderDataset(Dataset):
                  transform: TransformConfig = TransformConfig(), seed: int = 0):
         root = Path(root)
         folder = root / phase if (root / phase).is_dir() else root
-        self.files = list_images(folder)
+        subfolders = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        if subfolders and not any(p.suffix.lower() in IMG_EXTENSIONS for p in folder.iterdir()):
+            # class folders (train/<label>/*.png, e.g. MNIST): an unconditional GAN uses all of them
+            self.files = [f for sub in subfolders for f in list_images(sub)]
+        else:
+            self.files = list_images(folder)
         self.cfg = transform
         self.transform = _Transform(transform, random.Random(seed))
 

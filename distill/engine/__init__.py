@@ -27,24 +27,36 @@ saved student checkpoint.
 ``real_a`` (input image or latent z), ``real_b`` (target / real images or None), ``paired``,
 ``student``, ``teacher`` (unwrapped modules), ``student_out`` (with grad), ``teacher_out``
 (no grad), ``student_feats`` / ``teacher_feats`` (path -> tensor), ``discriminator`` (the
-student's D), ``teacher_discriminator`` (D̄, frozen, updated or online), ``gan_mode``,
-``conditional``, ``device``, ``extras`` (scratch shared by terms within a step) and
-``optimize(loss, optimizer)`` (AMP + DDP aware backward/step for ``aux_step``).
+student's D), ``teacher_discriminator`` (D̄, frozen while the student's terms run) with its
+``teacher_gan_mode`` / ``teacher_conditional``, ``gan_mode``, ``conditional``, ``device``,
+``extras`` (scratch shared by terms within a step) and ``optimize(loss, optimizer)`` (AMP + DDP
+aware backward/step for ``aux_step``).
+
+**The teacher side** (:mod:`distill.engine.teachers`) is one object chosen from ``teacher.mode``:
+``none``; ``offline`` (frozen G_t from ``teacher.checkpoint``, D̄ from ``teacher.discriminator``,
+its objective read from its checkpoint; D̄ frozen, or updated on the steps where a term reads it);
+``online`` (a list of teachers trained with the student: one generator with ``teacher.loss`` terms
+and its D, or a CycleGAN pair with ``teacher.cyclegan``, plus ``teacher.extra`` ones; each with its
+best snapshot when ``teacher.eval_every`` selects).
 
 **One step of the default method** (``method: {name: generator}``, :mod:`distill.engine.methods`):
 
-1. online teacher only: teacher step (its own D step, then G_t step with ``teacher.loss`` terms),
-   for the main teacher and each ``teacher.extra`` one (OMGD's wide + deep teachers);
-2. forward: ``teacher_out = G_t(x)`` (no grad) and ``student_out = G_s(x)``, features tapped;
-   extra online teachers' outputs go to ``ctx.extras["extra_teacher_outs"]``; with
-   ``teacher.eval_every`` G_t is the best evaluated snapshot (crd §4.1), once there is one;
+1. ``teacher.train_step``: online teachers take their step (their D, then G_t; a CycleGAN pair its
+   G step and pooled D step), every ``teacher.update_every`` student steps;
+2. forward: ``teacher.fill(ctx)`` puts G_t(x) (the online teachers' train-mode output of that
+   step, or the kept best snapshot's), its features, the extra teachers' outputs
+   (``ctx.extras["extra_teacher_outs"]``) and D̄ into the context; ``student_out = G_s(x)``;
 3. D step (when ``discriminator`` is configured): ``gan_mode`` loss on real vs detached fake
-   (plus gradient penalty for wgangp); D̄ too when ``teacher.train_discriminator`` is set;
+   (plus gradient penalty for wgangp); an updated offline D̄ too, while a term reads it;
 4. ``aux_step(ctx)`` of each active term;
-5. student step: ``L_G = Σ w_i · term_i(ctx)`` (formula printed at start), Adam, linear LR decay.
+5. student step: ``L_G = Σ w_i · term_i(ctx)`` (formula printed at start), Adam, ``train.lr_policy``
+   (aux optimisers with ``aux_lr_schedule = "fixed"`` keep their learning rate).
 
 After each step the loop calls ``method.after_step(done, held_out)`` on every rank (teacher
 evaluation and selection every ``teacher.eval_every`` steps; logged as ``teacher_eval_*``).
+Recipes are checked before anything runs (``check_method``: unknown keys, terms that need a
+teacher the recipe does not have on its data, selection metrics the run cannot compute).
+Networks are built by :mod:`distill.engine.builders`.
 
 **Methods** replace the whole step when loss terms are not enough (CycleGAN's two generators):
 subclass :class:`distill.engine.methods.TrainingMethod` and decorate with

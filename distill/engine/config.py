@@ -50,10 +50,26 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class PruneConfig:
+    """Make ``student.init`` by pruning the teacher generator when it is missing (``slimgan prune``).
+
+    ratio: fraction of the width kept; method: l1 | gradient | content (content needs ``masks``, a
+    folder of mask images); calib: images to score on (image-to-image teachers).
+    """
+
+    ratio: float = 0.5
+    method: str = "l1"
+    calib: str = ""
+    masks: str = ""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """A registered architecture: ``arch`` plus ``ngf`` / ``ndf`` or a ``width`` multiplier, other args in ``kwargs``.
 
-    ``init``: an optional checkpoint directory to start from.
+    ``init``: an optional checkpoint directory to start from. ``prune``: write ``init`` by pruning the
+    teacher generator when it does not exist yet.
     """
 
     arch: str = ""
@@ -62,6 +78,7 @@ class ModelConfig:
     ndf: int | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
     init: str = ""
+    prune: PruneConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,20 @@ class TeacherAutoConfig:
 
 
 @dataclass(frozen=True)
+class CycleConfig:
+    """A CycleGAN pair's objective (Zhu et al. 2017; the reference's defaults).
+
+    lambda_cycle: λ_cyc on |G_B(G_A(a)) - a|₁ + |G_A(G_B(b)) - b|₁.
+    lambda_identity: λ_id, relative to λ_cyc, on |G_A(b) - b|₁ + |G_B(a) - a|₁ (0 turns it off).
+    pool_size: the history of generated images each D is trained on (0: the current fakes only).
+    """
+
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+
+
+@dataclass(frozen=True)
 class ExtraTeacherConfig:
     """One more online teacher trained beside the main one (OMGD's complementary wide and deep teachers).
 
@@ -130,8 +161,20 @@ class TeacherConfig:
     held-out split and keep its best weights (crd §4.1: "existing teachers are replaced if
     better-performing ones are found"); the student then distils from the best teacher, which is
     saved as ``teacher_best/``. Before the first evaluation it distils from the current teacher.
-    0 turns selection off. eval_metric: what "better" means ("" as ``eval.best_metric``: psnr_gt,
-    then psnr_teacher, then fid; fid needs ``eval.inception_weights``).
+    0 turns selection off. eval_metric: what "better" means: fid (the crd paper's; needs
+    ``eval.inception_weights``), psnr_gt (paired data), cycle_psnr (CycleGAN teachers: PSNR of
+    G_B(G_A(a)) to a, this toolkit's stand-in when no Inception weights exist); "" picks fid, then
+    psnr_gt, then cycle_psnr, whichever the run can compute.
+    cyclegan: online teachers only: each online teacher is a CycleGAN pair (``model`` is G_A, G_B
+    mirrors it, ``online_discriminator`` builds D_A and D_B) trained by the cycle objective on
+    unpaired data instead of ``loss``; D_A is the student's D̄ (crd §3.3 updating-freezing).
+    target_mode: online teachers only: ``train`` (default) gives the student the teacher's
+    train-mode output, as the OMGD and CRD reference code does (BatchNorm teachers then use batch
+    statistics); ``eval`` gives the inference-mode output.
+    update_every: online teachers only: the teachers take their step on every N-th student step
+    (OMGD's ``n_dis``: 4 for its CycleGAN runs, 3 for Cityscapes, 1 otherwise); 1 = every step.
+    discriminator_gan_mode: D̄'s objective when its checkpoint does not record one (an imported
+    reference discriminator); checkpoints this toolkit writes carry it.
     """
 
     mode: str = "offline"
@@ -146,14 +189,20 @@ class TeacherConfig:
     extra: list[ExtraTeacherConfig] = field(default_factory=list)
     eval_every: int = 0
     eval_metric: str = ""
+    cyclegan: CycleConfig | None = None
+    target_mode: str = "train"
+    update_every: int = 1
+    discriminator_gan_mode: str = ""
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """The loop: Adam(lr, (beta1, beta2)), constant until ``decay_start`` then linear decay to zero.
 
-    decay_start: step where the decay begins (None: half of ``steps``, as pix2pix's n_epochs /
-    n_epochs_decay). ``*_every`` of 0 means only at the end. device: auto | cpu | cuda[:N].
+    lr_policy: ``linear`` (pix2pix / CycleGAN: constant, then linear decay to zero) or ``constant``
+    (StyleGAN2 / BigGAN, kept by DGL-GAN). decay_start: step where the decay begins (None: half of
+    ``steps``, as pix2pix's n_epochs / n_epochs_decay). ``*_every`` of 0 means only at the end.
+    device: auto | cpu | cuda[:N].
     """
 
     steps: int = 1000
@@ -161,6 +210,7 @@ class TrainConfig:
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+    lr_policy: str = "linear"
     decay_start: int | None = None
     log_every: int = 10
     sample_every: int = 0

@@ -31,9 +31,12 @@ class StepContext:
         student_feats / teacher_feats: module path -> activation, tapped by the managed hooks
             for the paths the loss terms asked for (student ones carry grad, teacher ones do not).
         discriminator: the student's own discriminator D (unwrapped), or None.
-        teacher_discriminator: the teacher's discriminator D̄ (frozen or online), or None.
+        teacher_discriminator: the teacher's discriminator D̄ (frozen or online), or None. Its
+            weights are frozen whenever the student's terms run (crd §3.3: sg(D̄)).
         gan_mode: the GAN objective of ``discriminator``: lsgan | vanilla | hinge | wgangp.
         conditional: True when D sees ``cat(real_a, image)`` on channels (pix2pix D).
+        teacher_gan_mode / teacher_conditional: the same for D̄ (recorded in its checkpoint, or
+            its ``online_discriminator`` section).
         device: the torch device of the step.
         extras: a scratch dict shared by the terms within one step (e.g. MCMC negatives that an
             ``aux_step`` computes and ``forward`` reuses).
@@ -56,12 +59,24 @@ class StepContext:
     teacher_discriminator: nn.Module | None = None
     gan_mode: str = "lsgan"
     conditional: bool = False
+    teacher_gan_mode: str = "lsgan"
+    teacher_conditional: bool = False
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     extras: dict[str, Any] = field(default_factory=dict)
     optimize: Callable[[torch.Tensor, torch.optim.Optimizer], None] | None = None
 
-    def d_input(self, image: torch.Tensor) -> torch.Tensor:
-        """What a discriminator sees for ``image``: ``cat(real_a, image)`` when conditional."""
-        if self.conditional:
+    def d_input(self, image: torch.Tensor, conditional: bool | None = None) -> torch.Tensor:
+        """What a discriminator sees for ``image``: ``cat(real_a, image)`` when conditional
+        (``conditional`` None: the student's D's setting)."""
+        if self.conditional if conditional is None else conditional:
             return torch.cat([self.real_a, image], dim=1)  # (B, C_a + C_b, H, W)
         return image
+
+    def real_images(self) -> torch.Tensor:
+        """What a discriminator is shown as real: the B images, else the teacher's output."""
+        real = self.real_b if self.real_b is not None else self.teacher_out
+        if real is None:
+            from distill.errors import ConfigError
+
+            raise ConfigError("the discriminator needs real images: use a dataset with B images or a teacher")
+        return real

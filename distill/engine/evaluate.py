@@ -2,8 +2,7 @@
 
 Metrics: ``psnr_teacher`` / ``ssim_teacher`` (student vs teacher on the same input), ``psnr_gt`` /
 ``ssim_gt`` (vs ground truth, paired data), ``vol`` / ``vol_teacher`` (Variance of Laplacian:
-sharpness, KD-GAN §4.3), ``fid`` when ``eval.inception_weights`` is set (the benchmark's FID code,
-imported lazily from :mod:`benchmarks.quality`).
+sharpness, KD-GAN §4.3), ``fid`` when ``eval.inception_weights`` is set (:mod:`distill.metrics.fid`).
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import torch
 
 from distill.data.datasets import to_image
 from distill.engine.data import Batch
-from distill.errors import MissingDependencyError
 from distill.metrics import psnr, ssim, variance_of_laplacian
 
 
@@ -52,10 +50,8 @@ def evaluate(method, batches: list[Batch], device: torch.device, inception_weigh
                 reals.append(batch.real_b.float().cpu())
     metrics = {k: _mean_weighted(v) for k, v in acc.items()}
     if inception_weights and fakes and reals:
-        try:
-            from benchmarks.quality import compute_fid
-        except ImportError as exc:
-            raise MissingDependencyError(f"eval.inception_weights is set but benchmarks.quality cannot be imported: {exc}") from exc
+        from distill.metrics.fid import compute_fid
+
         metrics["fid"] = float(compute_fid(torch.cat(reals), torch.cat(fakes), inception_weights))
     return metrics
 

@@ -31,10 +31,11 @@ import torch
 import torch.distributed as dist
 
 from distill.checkpoint import read_training_state, save_checkpoint
+from distill.engine.builders import latent_size
 from distill.engine.config import RunConfig, load_config, resolve_path, save_config, to_dict
 from distill.engine.data import BatchStream, build_split, ensure_data, eval_batches
 from distill.engine.evaluate import evaluate, pick_best_metric, write_sample_grid
-from distill.engine.methods import build_method, latent_size
+from distill.engine.methods import build_method, check_method
 from distill.engine.run_lock import RunLock
 from distill.engine.runtime import Runtime, init_distributed, resolve_device
 from distill.errors import ConfigError
@@ -75,6 +76,20 @@ def trained_generator_dir(run: str | Path) -> Path:
         if (run / name / "config.json").is_file():
             return run / name
     return run / "teacher"
+
+
+LR_POLICIES = ("linear", "constant")
+
+
+def lr_factor(policy: str, steps: int, decay_start: int | None):
+    """The LR factor of ``train.lr_policy``: ``linear`` (:func:`linear_decay`) or ``constant`` (1)."""
+    if policy not in LR_POLICIES:
+        raise ConfigError(f"train.lr_policy must be one of {', '.join(LR_POLICIES)}, got {policy!r}")
+    return linear_decay(steps, decay_start) if policy == "linear" else _constant
+
+
+def _constant(step: int) -> float:
+    return 1.0
 
 
 def linear_decay(steps: int, decay_start: int | None):
@@ -170,6 +185,12 @@ def _prepare(config: RunConfig, out: Path, config_dir: Path | None, rt: Runtime,
             if not p.is_dir():
                 raise ConfigError(f"{name.replace('_', ' ')} checkpoint {p} does not exist")
             paths[name] = p
+    if config.student.prune is not None:  # student.init from the teacher's kept channels (slimgan prune)
+        from distill.prune import ensure_pruned_init
+
+        if rt.is_main:
+            ensure_pruned_init(config.student, paths, config_dir)
+        rt.barrier()
     return paths
 
 
@@ -258,6 +279,8 @@ def _run(config: RunConfig, out: Path, rt: Runtime, resume: bool, kind: str,
     tc = config.train
     if tc.steps < 1:
         raise ConfigError(f"train.steps must be >= 1, got {tc.steps}")
+    factor = lr_factor(tc.lr_policy, tc.steps, tc.decay_start)
+    check_method(config)  # before data is made or a teacher is trained
     paths = _prepare(config, out, config_dir, rt, kind)
 
     torch.manual_seed(tc.seed)
@@ -275,8 +298,9 @@ def _run(config: RunConfig, out: Path, rt: Runtime, resume: bool, kind: str,
 
     method.setup(stream.batch(0))
     method.build_optimizers()
-    factor = linear_decay(tc.steps, tc.decay_start)
-    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in method.optimizers().items()}
+    fixed = method.fixed_lr()  # e.g. VEM's energy network: a fixed Adam learning rate
+    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, _constant if k in fixed else factor)
+                  for k, o in method.optimizers().items()}
 
     start, best_value = 0, None
     state_path = out / STATE_NAME
@@ -309,9 +333,9 @@ def _run(config: RunConfig, out: Path, rt: Runtime, resume: bool, kind: str,
         if not rt.is_main:
             return
         prov = {"step": step, "run": str(out), **method.provenance()}
-        for name, module in method.checkpoints().items():
+        for name, module in method.checkpoints().items():  # a discriminator also records its objective
             save_checkpoint(module, out / checkpoint_dir_name(name, role), provenance={
-                **prov, "role": checkpoint_dir_role(name, role)})
+                **prov, "role": checkpoint_dir_role(name, role), **getattr(module, "slimgan_provenance", {})})
         state = {
             "step": step,
             "modules": {k: m.state_dict() for k, m in method.modules().items()},

@@ -46,16 +46,20 @@ def generator_loss(fake_logits: torch.Tensor, mode: str, saturating: bool = Fals
     return -fake_logits.mean()  # hinge, wgangp
 
 
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, mode: str) -> torch.Tensor:
-    """The discriminator's loss on real and (detached) generated logits (no gradient penalty)."""
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, mode: str,
+                       fake_weight: float = 1.0) -> torch.Tensor:
+    """The discriminator's loss on real and (detached) generated logits (no gradient penalty).
+
+    ``fake_weight`` scales the generated-image part (KD-GAN Eq. 4 writes α in front of it).
+    """
     check_gan_mode(mode)
     if mode == "lsgan":
-        return 0.5 * (((real_logits - 1) ** 2).mean() + (fake_logits**2).mean())
+        return 0.5 * (((real_logits - 1) ** 2).mean() + fake_weight * (fake_logits**2).mean())
     if mode == "vanilla":
-        return 0.5 * (F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean())
+        return 0.5 * (F.softplus(-real_logits).mean() + fake_weight * F.softplus(fake_logits).mean())
     if mode == "hinge":
-        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-    return fake_logits.mean() - real_logits.mean()
+        return F.relu(1 - real_logits).mean() + fake_weight * F.relu(1 + fake_logits).mean()
+    return fake_weight * fake_logits.mean() - real_logits.mean()
 
 
 def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,

@@ -49,7 +49,17 @@ class LossTerm(nn.Module):
             student step (``ctx.student_out`` is live; detach it yourself). Use ``ctx.optimize``.
             Return scalars to log.
         ``needs_teacher``: True when the term reads ``ctx.teacher_out`` (the default); the engine
-            refuses a recipe that has such a term but no teacher generator.
+            refuses a recipe that has such a term but no teacher generator, before anything runs.
+            A term that compares with a ``to`` (``teacher`` | ``target`` | ``auto``: the real y on
+            paired data, else G_t(x)) needs the teacher per that value and the data
+            (:meth:`teacher_needed`).
+        ``reads_teacher_discriminator``: True when the term scores G_s(x) with D̄; an updated
+            offline D̄ (``teacher.train_discriminator``) is trained only on steps where such a term
+            is active (DGL-GAN stage II).
+        ``aux_lr_schedule``: ``train`` (the aux optimisers follow ``train.lr_policy``) or ``fixed``
+            (their learning rate stays as built, e.g. VEM's energy network at Adam 1e-4).
+        ``discriminator_fake_weight()``: a factor on the generated-image part of the student D's
+            loss while the term is active (KD-GAN Eq. 4's α); 1 by default.
 
     ``active(step)`` gates the term to ``start <= step < stop`` (e.g. DGL-GAN's stage II); a
     ``start`` in (0, 1) is a fraction of ``train.steps`` (the engine resolves it with
@@ -57,6 +67,8 @@ class LossTerm(nn.Module):
     """
 
     needs_teacher: bool = True
+    reads_teacher_discriminator: bool = False
+    aux_lr_schedule: str = "train"
 
     def __init__(self) -> None:
         super().__init__()
@@ -85,6 +97,18 @@ class LossTerm(nn.Module):
 
     def aux_step(self, ctx: StepContext) -> dict[str, float]:
         return {}
+
+    def discriminator_fake_weight(self) -> float:
+        return 1.0
+
+    @classmethod
+    def teacher_needed(cls, options: Mapping[str, Any], paired: bool) -> bool:
+        """Whether a term built from ``options`` reads G_t(x) on paired (or unpaired) data; nothing is built."""
+        init = inspect.signature(cls.__init__).parameters
+        to = options.get("to", init["to"].default if "to" in init else getattr(cls, "to", None))
+        if to is None:
+            return cls.needs_teacher
+        return to == "teacher" or (to == "auto" and not paired)
 
     def resolve_schedule(self, total_steps: int) -> None:
         if isinstance(self.start, float) and 0 < self.start < 1:
@@ -125,19 +149,29 @@ def list_losses() -> list[str]:
     return sorted(_LOSSES)
 
 
-def build_loss(spec: Mapping[str, Any]) -> LossTerm:
-    """Build one term from ``{name, weight, start?, stop?, **kwargs}``; errors name the bad key."""
+def loss_class(name: Any) -> type[LossTerm]:
+    """The registered class of term ``name``; an unknown name is an error listing the choices."""
     _ensure_loaded()
-    spec = dict(spec)
-    name = spec.pop("name", None)
     if name not in _LOSSES:
         raise ConfigError(f"unknown loss term {name!r}; choose one of: {', '.join(sorted(_LOSSES))}")
+    return _LOSSES[name]
+
+
+def teacher_needed(spec: Mapping[str, Any], paired: bool) -> bool:
+    """Whether the term ``spec`` (a recipe's loss entry) reads G_t(x) on this data; checked before building."""
+    return loss_class(spec.get("name")).teacher_needed(spec, paired)
+
+
+def build_loss(spec: Mapping[str, Any]) -> LossTerm:
+    """Build one term from ``{name, weight, start?, stop?, **kwargs}``; errors name the bad key."""
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    cls = loss_class(name)
     weight = float(spec.pop("weight", 1.0))
     start = spec.pop("start", 0) or 0
     if not isinstance(start, int | float) or start < 0:
         raise ConfigError(f"loss term {name!r}: start must be a step (int) or a fraction of train.steps, got {start!r}")
     stop = spec.pop("stop", None)
-    cls = _LOSSES[name]
     params = inspect.signature(cls.__init__).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     allowed = [k for k in params if k != "self" and params[k].kind is not inspect.Parameter.VAR_KEYWORD]

@@ -198,15 +198,17 @@ class TeacherAdversarial(LossTerm):
 
     With ``teacher.mode: online`` and ``teacher.online_discriminator`` the engine trains D̄ from scratch
     with G_t in the teacher step ("updating"); here D̄ only passes gradients to G_s ("freezing",
-    sg(D̄)): ``generator_loss(D̄(G_s(x)))``. ``gan_mode`` is D̄'s objective; ``conditional`` says whether
-    D̄ sees ``cat(x, image)`` (pix2pix; None: the same as the student's D, or False without one).
+    sg(D̄)): ``generator_loss(D̄(G_s(x)))``. ``gan_mode`` is D̄'s objective and ``conditional`` whether
+    D̄ sees ``cat(x, image)`` (pix2pix); None takes D̄'s own (its ``online_discriminator`` section, or
+    what its checkpoint records).
     """
 
     needs_teacher = False
+    reads_teacher_discriminator = True
 
-    def __init__(self, gan_mode: str = "lsgan", conditional: bool | None = None) -> None:
+    def __init__(self, gan_mode: str | None = None, conditional: bool | None = None) -> None:
         super().__init__()
-        self.gan_mode = check_gan_mode(gan_mode)
+        self.gan_mode = None if gan_mode is None else check_gan_mode(gan_mode)
         self.conditional = conditional
 
     def forward(self, ctx: StepContext) -> torch.Tensor:
@@ -214,7 +216,6 @@ class TeacherAdversarial(LossTerm):
         if d_bar is None:
             raise ConfigError("loss term 'teacher_adv' needs a teacher discriminator "
                               "(teacher.online_discriminator with teacher.mode: online, or teacher.discriminator)")
-        conditional = ctx.conditional if self.conditional is None else self.conditional
-        image = torch.cat([ctx.real_a, ctx.student_out], dim=1) if conditional else ctx.student_out
+        conditional = ctx.teacher_conditional if self.conditional is None else self.conditional
         with frozen(d_bar):
-            return generator_loss(d_bar(image), self.gan_mode)
+            return generator_loss(d_bar(ctx.d_input(ctx.student_out, conditional)), self.gan_mode or ctx.teacher_gan_mode)

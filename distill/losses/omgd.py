@@ -103,7 +103,6 @@ class _OutputTerm(LossTerm):
     def __init__(self, to: str = "teacher") -> None:
         super().__init__()
         self.to = to
-        self.needs_teacher = to != "target"
 
     def distance(self, student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError

@@ -117,7 +117,6 @@ class PerceptualTerm(LossTerm):
                  feature_weight: float = 10.0, style_weight: float = 1e4) -> None:
         super().__init__()
         self.to = to
-        self.needs_teacher = to != "target"
         self.loss = build_perceptual(vgg16, feature_layer=feature_layer, feature_weight=feature_weight,
                                      style_weight=style_weight)
         self.enabled = self.loss is not None

@@ -3,7 +3,8 @@
 - ``l1_teacher`` / ``mse_teacher``: ``||G_s(x) - G_t(x)||`` (GAN Compression unpaired recon,
   OMGD's ``λ_recon ||G_s(x) - G_t(x)||₁``; KD-GAN's MSE scheme Eq. (3) is ``mse_teacher``).
 - ``l1_target`` / ``mse_target``: ``||G_s(x) - y||`` on paired data (pix2pix's λ_L1 = 100 term).
-- ``recon``: to the target when the batch is paired, else to the teacher (GAN Compression).
+- ``recon``: to the target when the batch is paired, else to the teacher (GAN Compression); a recipe
+  on unpaired data without a teacher is refused before anything runs.
 
 All are means over elements, as ``nn.L1Loss`` / ``nn.MSELoss``.
 """
@@ -24,10 +25,6 @@ def _distance(a: torch.Tensor, b: torch.Tensor, p: int) -> torch.Tensor:
 class _Reconstruction(LossTerm):
     p = 1
     to = "teacher"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.needs_teacher = self.to == "teacher"
 
     def reference(self, ctx: StepContext) -> torch.Tensor:
         """G_t(x) or the real y, per ``to`` (``auto``: y on paired batches); see ``teacher_targets``."""
@@ -76,6 +73,5 @@ class Recon(_Reconstruction):
     def __init__(self, p: int = 1):
         if p not in (1, 2):
             raise ValueError(f"p must be 1 or 2, got {p}")
-        self.p = p
         super().__init__()
-        self.needs_teacher = False
+        self.p = p

@@ -233,14 +233,18 @@ class VEMTerm(LossTerm):
     student step, whose :meth:`forward` reuses those negatives. ``to``: ``auto`` (real y for paired
     data, G_t(x) otherwise; §5.3), ``teacher`` or ``target``. The energy network and its Adam live in
     the distiller's ``state.pt``, never in the student checkpoint; nothing runs at inference.
+    ``lr_schedule``: ``fixed`` (default) keeps the EBM's Adam at ``lr`` for the whole run, as the
+    paper gives it (1e-4); ``train`` lets it follow the student's ``train.lr_policy``.
     """
 
     def __init__(self, to: str = "auto", channels: int = 32, langevin_steps: int = 10, step_size: float = 100.0,
                  noise_std: float = 0.005, lr: float = 1e-4, beta1: float = 0.9, beta2: float = 0.999,
-                 energy_reg: float = 1.0) -> None:
+                 energy_reg: float = 1.0, lr_schedule: str = "fixed") -> None:
         super().__init__()
+        if lr_schedule not in ("fixed", "train"):
+            raise ValueError(f"lr_schedule must be fixed or train, got {lr_schedule!r}")
         self.to = to
-        self.needs_teacher = to != "target"
+        self.aux_lr_schedule = lr_schedule
         self.cfg = VEMConfig(lambda_mi=1.0, channels=int(channels), langevin_steps=int(langevin_steps),
                              step_size=float(step_size), noise_std=float(noise_std), lr=float(lr),
                              betas=(float(beta1), float(beta2)), energy_reg=float(energy_reg))

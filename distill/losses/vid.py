@@ -67,7 +67,6 @@ class VIDTerm(LossTerm):
     def __init__(self, to: str = "auto", hidden: int | None = None, init_var: float = 1.0) -> None:
         super().__init__()
         self.to = to
-        self.needs_teacher = to != "target"
         self.hidden, self.init_var = hidden, init_var
         self.vid: VIDLoss | None = None
 

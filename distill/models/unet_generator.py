@@ -6,6 +6,8 @@ keys, one ``.model`` level per skip block, outermost first.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -15,7 +17,30 @@ from distill.registry import register_model
 REFERENCE = "pytorch-CycleGAN-and-pix2pix models/networks.py UnetGenerator"
 
 
-class UnetSkipConnectionBlock(nn.Module):
+class SkipBlock(nn.Module):
+    """One U-Net level: the outermost returns ``model(x)``, the others ``cat([x, model(x)])``."""
+
+    outermost = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.outermost:
+            return self.model(x)
+        return torch.cat([x, self.model(x)], 1)
+
+
+def nest_levels(block, input_nc: int, output_nc: int, num_downs: int, ngf: int, inner_kw: dict) -> SkipBlock:
+    """The U-Net from the innermost level out: ``block(outer_nc, inner_nc, ...)`` per level, ngf·8 at the
+    bottom, ``num_downs`` levels in all; ``inner_kw`` (e.g. dropout) goes to the ngf·8 middle levels."""
+    level = block(ngf * 8, ngf * 8, innermost=True)
+    for _ in range(num_downs - 5):
+        level = block(ngf * 8, ngf * 8, submodule=level, **inner_kw)
+    level = block(ngf * 4, ngf * 8, submodule=level)
+    level = block(ngf * 2, ngf * 4, submodule=level)
+    level = block(ngf, ngf * 2, submodule=level)
+    return block(output_nc, ngf, input_nc=input_nc, submodule=level, outermost=True)
+
+
+class UnetSkipConnectionBlock(SkipBlock):
     """|-- downsampling -- |submodule| -- upsampling --| with the input concatenated to the output."""
 
     def __init__(
@@ -50,11 +75,6 @@ class UnetSkipConnectionBlock(nn.Module):
                 layers.append(nn.Dropout(0.5))
         self.model = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.outermost:
-            return self.model(x)
-        return torch.cat([x, self.model(x)], 1)
-
 
 class UnetGenerator(nn.Module):
     """(B, input_nc, H, W) -> (B, output_nc, H, W); H and W must be multiples of 2**num_downs."""
@@ -69,15 +89,8 @@ class UnetGenerator(nn.Module):
         use_dropout: bool = False,
     ):
         super().__init__()
-        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
-        for _ in range(num_downs - 5):
-            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, use_dropout=use_dropout)
-        block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, norm=norm)
-        block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, norm=norm)
-        block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm=norm)
-        self.model = UnetSkipConnectionBlock(
-            output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm=norm
-        )
+        self.model = nest_levels(functools.partial(UnetSkipConnectionBlock, norm=norm), input_nc, output_nc,
+                                 num_downs, ngf, {"use_dropout": use_dropout})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C_out, H, W)
         return self.model(x)

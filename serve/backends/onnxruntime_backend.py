@@ -8,8 +8,14 @@ so two micro-batches may compute at once.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+
+from export.manifest import Manifest
 from export.runtimes.onnxruntime import providers_for
 from serve.backends.runtime_backend import RuntimeBackend
+from serve.settings import ServeSettings
 
 __all__ = ["OnnxRuntimeBackend", "providers_for"]
 
@@ -18,3 +24,18 @@ class OnnxRuntimeBackend(RuntimeBackend):
     name = "onnxruntime"
     runtime = "onnxruntime"
     roles = {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}
+
+    def __init__(self, bundle_dir: Path, manifest: Manifest, settings: ServeSettings) -> None:
+        super().__init__(bundle_dir, manifest, settings)
+        truncation = (manifest.controls or {}).get("truncation")
+        self.truncation_input: str | None = truncation["input"] if truncation else None
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if self.truncation_input is None:
+            return super().run(batch)
+        # Rows are [z, ψ] (ServedModel.latents): ψ feeds the graph's truncation input.
+        ort_session = self.session.session
+        feed = {self.session.input_name: batch[:, :-1].astype(self.session.input_dtype),
+                self.truncation_input: batch[:, -1:].astype(np.float32)}
+        out = ort_session.run([self.session.output_name], feed)[0]
+        return np.asarray(out, dtype=np.float32)

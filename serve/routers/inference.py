@@ -258,7 +258,10 @@ async def generate(
     fmt = params.format
     if "format" not in params.model_fields_set:
         fmt = format_from_accept(request.headers.get("accept")) or fmt
-    rows = model.latents(params.seed, params.count)
+    if params.truncation is not None and model.truncation is None:
+        raise ApiError(422, f"truncation: model {model.name} has no truncation input (its manifest lists no "
+                            "controls.truncation)")
+    rows = model.latents(params.seed, params.count, params.truncation)
     output = await run_model(model, rows, state)
 
     def encode() -> tuple[bytes, str]:

@@ -1,0 +1,128 @@
+"""``slimgan bench distill``: like-for-like rows (same images, steps, seeds), mean ± std over seeds, both tasks."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchmarks.distill_bench import (
+    BenchSetup,
+    Scale,
+    UncondScale,
+    aggregate,
+    compare,
+    run_distill_bench,
+)
+from distill import load_checkpoint
+from distill.cli import main
+from distill.data import synthesize
+from distill.metrics import fid_classifier, load_classifier
+
+
+def _finite(row: dict, key: str) -> bool:
+    return row[key] is not None and math.isfinite(row[key]) and math.isfinite(row[key + "_std"])
+
+
+def test_aggregate_and_compare() -> None:
+    row = aggregate([{"psnr_gt": 10.0, "x": 1.0}, {"psnr_gt": 12.0, "x": math.nan}, {"psnr_gt": 14.0, "x": 2.0}],
+                    [0, 1, 2])
+    assert row["psnr_gt"] == pytest.approx(12.0) and row["psnr_gt_std"] == pytest.approx(2.0)  # ddof 1
+    assert row["x"] is None and row["x_std"] is None  # a NaN seed makes the mean null, never a partial mean
+    assert row["seeds"] == [0, 1, 2] and [p["psnr_gt"] for p in row["per_seed"]] == [10.0, 12.0, 14.0]
+    report = {"a": {"fid_classifier": 5.0, "fid_classifier_std": 1.0},
+              "b": {"fid_classifier": 8.0, "fid_classifier_std": 0.5},
+              "c": {"fid_classifier": 9.0, "fid_classifier_std": 0.5},
+              "d": {"fid_classifier": 8.3, "fid_classifier_std": 0.4}}
+    out = {c["row"]: c for c in compare(report, ["a", "c", "d"], "b", "fid_classifier", higher_is_better=False)}
+    assert out["a"]["improvement"] == pytest.approx(3.0) and out["a"]["beyond_one_std"]  # lower FID: 3 > max(1, 0.5)
+    assert out["a"]["outcome"] == "better beyond one std"
+    assert out["c"]["improvement"] == pytest.approx(-1.0) and not out["c"]["beyond_one_std"]
+    assert out["c"]["outcome"] == "worse beyond one std"
+    assert out["d"]["outcome"] == "within one std"
+
+
+def test_paired_on_a_users_aligned_folder(tmp_path, capsys) -> None:
+    """A user's own aligned folder of 64x64 pairs: every row sees all its training pairs, 3 seeds."""
+    data = synthesize("paired", tmp_path / "pairs", num=6, size=64, seed=5, num_test=4)
+    out = tmp_path / "F.json"
+    report = run_distill_bench(out, seeds=3, data=data, scale=Scale(1, 1, 0, 0), work=tmp_path / "w")
+    setup = report["setup"]
+    assert setup["train_images"] == {"scratch": 6, "distilled": 6} and setup["size"] == 64
+    assert setup["held_out_pairs"] == 4 and setup["seeds"] == [0, 1, 2]
+    for name in ("teacher", "scratch", "distilled"):
+        assert report[name]["seeds"] == [0, 1, 2] and _finite(report[name], "psnr_gt"), name
+    assert _finite(report["scratch"], "psnr_teacher") and _finite(report["distilled"], "psnr_teacher")
+    # the rows are trained on the user's folder, nothing is generated beside it
+    assert not (tmp_path / "w" / "data").exists()
+    assert [p["psnr_gt"] for p in report["distilled"]["per_seed"]] != [report["distilled"]["psnr_gt"]] * 3
+    assert json.loads(out.read_text())["comparisons"][0]["metric"] == "psnr_gt"
+    assert "| distilled |" in out.with_suffix(".md").read_text()
+    # each seed's distilled student learned from that seed's teacher
+    cfg = (tmp_path / "w" / "seed2" / "distilled" / "config.yaml").read_text()
+    assert str(tmp_path / "w" / "seed2" / "teacher" / "student") in cfg
+
+
+def _class_folders(root, per_class: int = 8) -> None:
+    rng = np.random.default_rng(0)
+    for split, n in (("train", per_class), ("test", per_class // 2)):
+        for k in range(2):
+            d = root / split / str(k)
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 40, (28, 28)).astype(np.uint8)
+                p = int(rng.integers(4, 20))
+                if k == 0:
+                    img[p:p + 4, 3:-3] = 255
+                else:
+                    img[3:-3, p:p + 4] = 255
+                Image.fromarray(img).save(d / f"{i:05d}.png")
+
+
+def test_unconditional_on_class_folders(tmp_path) -> None:
+    data = tmp_path / "digits"
+    _class_folders(data)
+    out = tmp_path / "U.json"
+    report = run_distill_bench(out, seeds=3, task="unconditional", data=data, work=tmp_path / "w",
+                               scale=UncondScale(teacher_d=4, student_d=2, teacher_steps=1, student_steps=1,
+                                                 batch_size=4, samples=16, classifier_epochs=1))
+    setup = report["setup"]
+    assert setup["train_images"]["scratch"] == setup["train_images"]["distilled"] == 16
+    assert setup["depth_scale_factor"] == {"teacher": 4, "student": 2}
+    assert 0.0 <= setup["classifier_accuracy"] <= 1.0
+    for name in ("teacher", "scratch", "distilled", "dgl_gan"):
+        assert report[name]["seeds"] == [0, 1, 2] and _finite(report[name], "fid_classifier"), name
+    # the reported number is fid_classifier of that seed's student on its z draw (re-computed here)
+    clf = load_classifier(next((tmp_path / "w" / "classifier").iterdir()))
+    gen = load_checkpoint(tmp_path / "w" / "seed1" / "distilled" / "student")
+    with torch.no_grad():
+        fake = gen(torch.randn(16, gen.nz, generator=torch.Generator().manual_seed(1001))).clamp(-1, 1)
+    assert report["distilled"]["per_seed"][1]["fid_classifier"] == pytest.approx(
+        fid_classifier(clf.real_features, fake, clf), rel=1e-4)
+    # the data folder is linked, never copied
+    assert all(p.is_symlink() for p in (tmp_path / "w" / "data" / "train").iterdir())
+    # dgl_gan's D̄ is the teacher's discriminator, the students share depth and discriminator
+    dgl = (tmp_path / "w" / "seed0" / "dgl_gan" / "config.yaml").read_text()
+    assert str(tmp_path / "w" / "teacher" / "discriminator") in dgl
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys) -> None:
+    assert main(["bench", "distill", "--task", "unconditional", "--out", str(tmp_path / "x.json")]) == 2
+    assert "needs --data" in capsys.readouterr().err
+    (tmp_path / "flat").mkdir()
+    assert main(["bench", "distill", "--data", str(tmp_path / "flat"), "--out", str(tmp_path / "x.json")]) == 2
+    assert "has no train/ folder" in capsys.readouterr().err
+    assert main(["bench", "distill", "--seeds", "0", "--out", str(tmp_path / "x.json")]) == 2
+    assert main(["bench", "distill", "--steps", "0", "--out", str(tmp_path / "x.json")]) == 2
+    assert "--steps must be at least 1" in capsys.readouterr().err
+
+
+def test_synthetic_overrides_share_data_and_vary_seed(tmp_path) -> None:
+    a, b = BenchSetup(tmp_path, Scale(1, 1, 8, 32), seed=0), BenchSetup(tmp_path, Scale(1, 1, 8, 32), seed=1)
+    assert "train.seed=0" in a.overrides() and "train.seed=1" in b.overrides()
+    assert [o for o in a.overrides() if o.startswith("data.")] == [o for o in b.overrides() if o.startswith("data.")]
+    assert a.teacher_dir != b.teacher_dir
