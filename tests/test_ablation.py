@@ -34,7 +34,7 @@ def test_bench_ablation_tiny(tmp_path, capsys):
         test = build_dataset("aligned", runs / "data", "test", transform=TransformConfig(train=False))
         a = torch.stack([test[i]["A"] for i in range(16)])
         s = load_checkpoint(runs / "seed1" / "scratch" / "student")(a).clamp(-1, 1)
-        t = load_checkpoint(runs / "seed1" / "teacher" / "student")(a).clamp(-1, 1)
+        t = load_checkpoint(runs / "seed1" / "teacher" / "teacher")(a).clamp(-1, 1)
     assert rows["scratch"]["per_seed"][1]["psnr_teacher"] == pytest.approx(psnr(s, t), abs=1e-3)
     # the CRD row runs as the paper does: its own online teacher and D̄, saved beside the student
     crd = runs / "seed0" / "crd"

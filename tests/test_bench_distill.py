@@ -64,7 +64,7 @@ def test_paired_on_a_users_aligned_folder(tmp_path, capsys) -> None:
     assert "| distilled |" in out.with_suffix(".md").read_text()
     # each seed's distilled student learned from that seed's teacher
     cfg = (tmp_path / "w" / "seed2" / "distilled" / "config.yaml").read_text()
-    assert str(tmp_path / "w" / "seed2" / "teacher" / "student") in cfg
+    assert str(tmp_path / "w" / "seed2" / "teacher" / "teacher") in cfg
 
 
 def _class_folders(root, per_class: int = 8) -> None:
