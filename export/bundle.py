@@ -135,7 +135,7 @@ def _ort_run(path: Path, x: np.ndarray, threads: int) -> np.ndarray:
 
 
 def _openvino_rows(path: Path, x: np.ndarray, ref: np.ndarray, threads: int, asked: str, label: str, gate: str,
-                   notes: list[str]) -> tuple[list[dict[str, Any]], str]:
+                   notes: list[str], role: str = "student") -> tuple[list[dict[str, Any]], str]:
     """Parity rows of an OpenVINO IR and the precision to ship it at.
 
     ``asked``: ``auto`` checks f32 and, where the CPU defaults to a reduced precision (bf16), that one
@@ -145,11 +145,11 @@ def _openvino_rows(path: Path, x: np.ndarray, ref: np.ndarray, threads: int, ask
     rows = []
     native = get_runtime("openvino").load(path, threads=threads).precision if asked == "auto" else asked
     if asked in ("auto", "f32") or native == "f32":
-        rows.append(compare(f"student: torch vs openvino{label} f32", _run("openvino", path, x, threads, precision="f32"), ref, gate))
+        rows.append(compare(f"{role}: torch vs openvino{label} f32", _run("openvino", path, x, threads, precision="f32"), ref, gate))
     if native == "f32":
         return rows, "f32"
     reduced_gate = "int8" if gate == "int8" else "bf16"
-    row = compare(f"student: torch vs openvino{label} {native}", _run("openvino", path, x, threads, precision=native), ref, reduced_gate)
+    row = compare(f"{role}: torch vs openvino{label} {native}", _run("openvino", path, x, threads, precision=native), ref, reduced_gate)
     rows.append(row)
     if asked == "auto" and row["passed"] is False:
         # Not shipped, so not a deployment failure: keep the numbers, run the bundle in f32.
@@ -294,7 +294,7 @@ def export_bundle(
             written = ov_rt.convert(ctx)
             precision = "f32" if openvino_precision == "auto" and not check else openvino_precision
             if check:
-                ov_rows, precision = _openvino_rows(out / FILES["openvino"], x, ref, threads, openvino_precision, "", "fp32", notes)
+                ov_rows, precision = _openvino_rows(out / FILES["openvino"], x, ref, threads, openvino_precision, "", "fp32", notes, role)
                 rows += ov_rows
             runtimes["openvino"] = {"precision": precision, "files": [f for f in written if not f.startswith("model.int8")]}
             files["openvino"], files["openvino-weights"] = FILES["openvino"], FILES["openvino-weights"]
@@ -302,7 +302,7 @@ def export_bundle(
                 files["openvino-int8"], files["openvino-int8-weights"] = FILES["openvino-int8"], FILES["openvino-int8-weights"]
                 q_precision = precision
                 if check:
-                    q_rows, q_precision = _openvino_rows(out / FILES["openvino-int8"], x, ref, threads, precision, " int8", "int8", notes)
+                    q_rows, q_precision = _openvino_rows(out / FILES["openvino-int8"], x, ref, threads, precision, " int8", "int8", notes, role)
                     rows += q_rows
                 runtimes["openvino-int8"] = {"precision": q_precision, "files": [f for f in written if f.startswith("model.int8")]}
 
@@ -575,7 +575,8 @@ def _measure_speed(
             doc["int8_speedup_vs_fp32"] = int8[faster]["speedup_vs_fp32"]
     if teacher_info is None:
         notes.append("no --teacher: speed.json has no speedup")
-    return doc if role == "student" else _rename_slot(doc, "student", role)
+    # Without a teacher the document has only the exported model's slot: name it by the model's role.
+    return doc if role == "student" or teacher_info is not None else _rename_slot(doc, "student", role)
 
 
 def _rename_slot(value: Any, slot: str, role: str) -> Any:

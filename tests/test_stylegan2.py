@@ -239,7 +239,7 @@ def test_stylegan2_method_trains_with_regularisers_and_ema(tmp_path) -> None:
     result = run_training(load_config(raw=raw), tmp_path / "run", kind="train", distributed=False)
     metrics = result["metrics"]
     assert metrics["D_r1"] >= 0 and metrics["G_path_length"] > 0
-    ema, raw_g = load_checkpoint(tmp_path / "run" / "student"), load_checkpoint(tmp_path / "run" / "generator")
+    ema, raw_g = load_checkpoint(tmp_path / "run" / "teacher"), load_checkpoint(tmp_path / "run" / "generator")
     init = create_model("stylegan2", **TINY)
     # the EMA moved away from the initial weights but is not the raw generator
     assert not torch.equal(ema.style[1].weight, raw_g.style[1].weight)

@@ -57,11 +57,11 @@ class PruneConfig:
     folder of mask images); calib: images to score on (image-to-image teachers).
     """
 
-    ratio: float = 0.5
-    method: str = "l1"
-    calib: str = ""
-    masks: str = ""
-    seed: int = 0
+    ratio: float = 0.5  # fraction of the teacher's width kept
+    method: str = "l1"  # channel importance: l1 | gradient | content
+    calib: str = ""  # folder of images to score channels on (image-to-image teachers)
+    masks: str = ""  # folder of content masks (method content)
+    seed: int = 0  # seed of the latents or calibration order used for scoring
 
 
 @dataclass(frozen=True)
