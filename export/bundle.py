@@ -498,12 +498,14 @@ def _measure_speed(
     from export.speed import speed_row
     from export.targets import label_phone_entries, phone_speed_targets, serving_runtimes
 
+    model_role = role  # ``role`` is reused below for each timed target's slot
+
     x = make_inputs(input_kind, sample_shape, batch, seed=2)
     student_info = {"macs": macs, "params": params, "arch": model.slimgan_config["arch"]}
     infos = {"student": student_info, "teacher": teacher_info, "student-int8": student_info}
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="slimgan-speed-") as tmp:
-        student_graph, teacher_graph, graph_note = _speed_graphs(out, teacher_model, x, input_kind, opset, Path(tmp), optimize, student_export, role)
+        student_graph, teacher_graph, graph_note = _speed_graphs(out, teacher_model, x, input_kind, opset, Path(tmp), optimize, student_export, model_role)
         targets = _speed_targets(out, files, runtimes, teacher_graph, Path(tmp))
         targets += phone_speed_targets(out, files, runtimes, teacher_model, teacher_graph, sample_shape, Path(tmp))
         stats = _time_targets(targets, x, threads, rounds, block_s)
@@ -576,7 +578,7 @@ def _measure_speed(
     if teacher_info is None:
         notes.append("no --teacher: speed.json has no speedup")
     # Without a teacher the document has only the exported model's slot: name it by the model's role.
-    return doc if role == "student" or teacher_info is not None else _rename_slot(doc, "student", role)
+    return doc if model_role == "student" or teacher_info is not None else _rename_slot(doc, "student", model_role)
 
 
 def _rename_slot(value: Any, slot: str, role: str) -> Any:

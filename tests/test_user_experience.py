@@ -262,7 +262,7 @@ def test_exporting_a_teacher_never_calls_it_student_and_times_each_graph_once(pa
     assert "calib" in parity["inputs"]["distribution"]  # parity ran on the user's images, not on noise
     speed = json.loads((out / "speed.json").read_text())
     graphs = [(r["graph"], r["backend"], r["threads"]) for r in speed["rows"]]
-    assert len(graphs) == len(set(graphs)) and {g for g, _, _ in graphs} == {"model.onnx", "model.int8.onnx"}
+    assert len(graphs) == len(set(graphs)) and {g for g, _, _ in graphs} == {"model.onnx", "model.int8.onnx", "model.xml", "model.int8.xml"}
     assert speed["int8_speedup_vs_fp32"] == pytest.approx(speed["rows"][0]["median_ms"] / speed["rows"][1]["median_ms"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["role"] == "teacher"
