@@ -318,7 +318,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         return 1
     if args.serve:
         paths = summary["paths"]
-        argv = [sys.executable, "-m", "distill.cli", "serve", paths["student_bundle"], paths["teacher_bundle"],
+        argv = [sys.executable, "-m", "slimgan.cli", "serve", paths["student_bundle"], paths["teacher_bundle"],
                 "--port", str(args.port)]
         print(f"serving on http://127.0.0.1:{args.port}/ (Ctrl-C to stop)", flush=True)
         os.execv(sys.executable, argv)  # a fresh process: the server never loads torch

@@ -218,7 +218,7 @@ def start_server(bundle: Path, port: int, threads: int, extra: list[str]) -> sub
     cmd = [
         sys.executable,
         "-m",
-        "distill.cli",
+        "slimgan.cli",
         "serve",
         str(bundle),
         "--port",

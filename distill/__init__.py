@@ -1,7 +1,7 @@
 """slimgan distillation side: the model zoo, checkpoints, datasets, losses and the training engine.
 
 The public names are imported lazily so that light consumers (the CLI's ``--help``, the torch-free
-server) can import ``distill.errors`` or ``distill.cli`` without loading torch.
+server) can import ``slimgan.errors`` or ``slimgan.cli`` without loading torch.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from slimgan import __version__  # noqa: F401  (one version for every package)
 
 _LAZY = {
     "create_model": "distill.registry",

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from distill.errors import ConfigError
+from slimgan.errors import ConfigError
 from export.convention import input_range, model_convention, output_range, parity_inputs, processing_kwargs
 from export.manifest import Manifest, Postprocessing, Preprocessing, TensorSpec
 from export.onnx_export import DEFAULT_OPSET, export_onnx
@@ -382,7 +382,7 @@ def export_bundle(
 
 
 def _manifest(model, info, kwargs, exported, files, opset, macs, params, bmax, sample_shape, convention=None) -> Manifest:
-    from distill import __version__
+    from slimgan import __version__
 
     convention = convention or model_convention(model, info)
     pre_kw, post_kw = processing_kwargs(convention, info)

@@ -88,7 +88,7 @@ def _print_result(result, as_json: bool) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from distill.errors import ConfigError
+    from slimgan.errors import ConfigError
     from export.bundle import export_bundle
     from export.pair import export_pair
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.errors import DatasetError
+from slimgan.errors import DatasetError
 
 log = logging.getLogger(__name__)
 

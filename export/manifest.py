@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from distill.errors import SlimganError
+from slimgan.errors import SlimganError
 
 MANIFEST_NAME = "manifest.json"
 BUNDLE_FORMAT = "slimgan-bundle"

@@ -22,7 +22,7 @@ import onnx
 import torch
 from torch import nn
 
-from distill.errors import SlimganError
+from slimgan.errors import SlimganError
 
 log = logging.getLogger(__name__)
 

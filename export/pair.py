@@ -17,7 +17,7 @@ def export_pair(student: str | Path, out: str | Path, teacher: str | Path, teach
                 **options: Any) -> tuple[ExportResult, ExportResult]:
     """``export_bundle(student, out, teacher=teacher, **options)``, then the teacher alone into ``teacher_out``."""
     if Path(teacher_out).resolve() == Path(out).resolve():
-        from distill.errors import ConfigError
+        from slimgan.errors import ConfigError
 
         raise ConfigError(f"--teacher-bundle {teacher_out} is the student bundle's folder; give another folder")
     student_result = export_bundle(student, out, teacher=teacher, **options)

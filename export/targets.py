@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from distill.errors import ConfigError
+from slimgan.errors import ConfigError
 
 SERVER_TARGETS = ("onnx", "fp16", "int8", "openvino", "tensorrt")
 PHONE_TARGETS = ("tflite", "coreml", "ncnn", "executorch", "ort-mobile")

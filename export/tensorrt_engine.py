@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.errors import MissingDependencyError, SlimganError
+from slimgan.errors import MissingDependencyError, SlimganError
 
 log = logging.getLogger(__name__)
 

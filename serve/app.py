@@ -15,8 +15,8 @@ import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from distill import __version__
-from distill.errors import ConfigError
+from slimgan import __version__
+from slimgan.errors import ConfigError
 from serve.deps import ServerState
 from serve.errors import install_error_handlers
 from serve.metrics import RequestMetricsMiddleware

@@ -9,7 +9,7 @@ A bundle is a directory someone else may have written. Before a model is built f
   followed) to a regular file inside the bundle;
 - the served ONNX graph parses, and its first input and output agree with the manifest's shapes.
 
-Any failure is a :class:`~distill.errors.ConfigError` naming the bundle and the field, which
+Any failure is a :class:`~slimgan.errors.ConfigError` naming the bundle and the field, which
 ``slimgan serve`` prints as one line before it binds.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from distill.errors import ConfigError
+from slimgan.errors import ConfigError
 from export.manifest import MANIFEST_NAME, Manifest
 
 MAX_MANIFEST_BYTES = 1024 * 1024

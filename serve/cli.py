@@ -66,7 +66,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     """ServeSettings from the environment, overridden by the flags given."""
     from pydantic import ValidationError
 
-    from distill.errors import ConfigError
+    from slimgan.errors import ConfigError
     from serve.settings import ServeSettings
 
     overrides = {dest: getattr(args, dest) for dest in _FLAGS if getattr(args, dest, None) is not None}

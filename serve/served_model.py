@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from distill.errors import ConfigError
+from slimgan.errors import ConfigError
 from export.manifest import Manifest
 from serve.backends import Backend, backend_class, create_backend, resolve_backend
 from serve.batching import MicroBatcher

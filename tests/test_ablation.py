@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from distill import load_checkpoint
-from distill.cli import main
+from slimgan.cli import main
 from distill.data.datasets import TransformConfig, build_dataset
 from distill.metrics import psnr
 

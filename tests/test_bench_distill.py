@@ -19,7 +19,7 @@ from benchmarks.distill_bench import (
     run_distill_bench,
 )
 from distill import load_checkpoint
-from distill.cli import main
+from slimgan.cli import main
 from distill.data import synthesize
 from distill.metrics import fid_classifier, load_classifier
 

@@ -9,7 +9,7 @@ import pytest
 from benchmarks import roofline
 from benchmarks.devices import DEVICES, get_device
 from benchmarks.latency import LatencyConfig
-from distill.cli import main
+from slimgan.cli import main
 from distill.errors import ConfigError
 from tests.bench_helpers import make_bundle
 

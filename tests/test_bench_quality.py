@@ -144,7 +144,7 @@ def _checkpoints(tmp_path):
 
 
 def test_bench_quality_cli(tmp_path, monkeypatch, capsys) -> None:
-    from distill.cli import main
+    from slimgan.cli import main
     from distill.data import synthesize
 
     monkeypatch.delenv(quality.WEIGHTS_ENV, raising=False)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 SLIMGAN = shutil.which("slimgan")
-CMD = [SLIMGAN] if SLIMGAN else [sys.executable, "-m", "distill.cli"]
+CMD = [SLIMGAN] if SLIMGAN else [sys.executable, "-m", "slimgan.cli"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

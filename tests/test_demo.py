@@ -15,7 +15,7 @@ from PIL import Image
 def test_demo_writes_summary_artifacts_and_passes_parity(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "distill.cli", "demo", "--out", str(out), "--teacher-steps", "6",
+        [sys.executable, "-m", "slimgan.cli", "demo", "--out", str(out), "--teacher-steps", "6",
          "--student-steps", "4"],
         capture_output=True, text=True, timeout=600,
     )

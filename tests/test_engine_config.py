@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distill.cli import main
+from slimgan.cli import main
 from distill.engine.config import RunConfig, load_config, save_config
 from distill.engine.methods import check_method
 from distill.errors import ConfigError

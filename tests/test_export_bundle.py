@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from distill import create_model, save_checkpoint
-from distill.cli import main
+from slimgan.cli import main
 from distill.registry import register_model
 from export.manifest import Manifest
 from export.runtime import make_session
@@ -170,7 +170,7 @@ def test_trt_without_tensorrt_exits_2_with_one_line(pair, tmp_path) -> None:
         pytest.skip("TensorRT and a GPU are present")
     _, student = pair
     proc = subprocess.run(
-        [sys.executable, "-m", "distill.cli", "export", str(student), "--trt", "--res", "64", "--out", str(tmp_path / "t")],
+        [sys.executable, "-m", "slimgan.cli", "export", str(student), "--trt", "--res", "64", "--out", str(tmp_path / "t")],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2

@@ -207,7 +207,7 @@ def test_bench_latency_times_the_phone_artifacts_as_host_measurements(phone_bund
 
 
 def test_cli_targets_errors_are_one_line_exit_2(tmp_path) -> None:
-    from distill.cli import main
+    from slimgan.cli import main
 
     torch.manual_seed(0)
     save_checkpoint(create_model("mobile_resnet_9blocks", ngf=4).eval(), tmp_path / "s")

@@ -32,7 +32,7 @@ def report():
     with open("/proc/self/status") as status, open(peak_file, "w") as out:
         out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
 atexit.register(report)
-from distill.cli import main
+from slimgan.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

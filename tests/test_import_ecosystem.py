@@ -23,7 +23,7 @@ from distill.checkpoint import import_reference
 from distill.errors import CheckpointError, ConfigError
 from distill.infer_arch import infer_architecture, infer_candidates
 
-CLI = [sys.executable, "-m", "distill.cli"]
+CLI = [sys.executable, "-m", "slimgan.cli"]
 
 
 def _random_state(expected: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:

@@ -156,7 +156,7 @@ def test_content_needs_a_mask_and_uses_it(tmp_path) -> None:
 
 
 def test_slimgan_prune_cli_on_the_acceptance_teacher(tmp_path, capsys) -> None:
-    from distill.cli import main
+    from slimgan.cli import main
 
     teacher_dir, student_dir = tmp_path / "teacher", tmp_path / "student"
     save_checkpoint(create_model("stylegan2", image_size=32, channels=64), teacher_dir)

@@ -188,7 +188,7 @@ def test_import_refuses_pickled_objects(tmp_path):
 def test_import_cli_error_is_one_line(tmp_path):
     torch.save(_random_reference_state(resnet_9blocks_keys(4), seed=0), tmp_path / "g.pth")
     proc = subprocess.run(
-        [sys.executable, "-m", "distill.cli", "import", str(tmp_path / "g.pth"), "--arch", "unet_256",
+        [sys.executable, "-m", "slimgan.cli", "import", str(tmp_path / "g.pth"), "--arch", "unet_256",
          "--ngf", "4", "--out", str(tmp_path / "o")],
         capture_output=True, text=True,
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distill.cli import build_parser
+from slimgan.cli import build_parser
 from serve.cli import run_serve
 from serve.settings import ServeSettings
 
@@ -75,7 +75,7 @@ def test_dockerfile_is_consistent_with_repo_and_cli(image: str) -> None:
     cmd = json.loads(next(rest for keyword, rest in instrs if keyword == "CMD"))
     assert entrypoint == ["slimgan", "serve"]
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert 'slimgan = "distill.cli:main"' in pyproject
+    assert 'slimgan = "slimgan.cli:main"' in pyproject
     args = build_parser().parse_args(entrypoint[1:] + cmd)
     assert args.func is run_serve
     env = env_vars(instrs)
@@ -128,7 +128,7 @@ def test_serve_path_starts_without_training_packages(tmp_path: Path) -> None:
                 if name.split(".")[0] in BLOCKED:
                     raise ImportError("not in the serving image: " + name)
         sys.meta_path.insert(0, Block())
-        from distill.cli import build_parser
+        from slimgan.cli import build_parser
         args = build_parser().parse_args(["serve", {str(bundle)!r}, "--backend", "dummy"])
         from serve.cli import settings_from_args
         from serve.app import create_app

@@ -29,7 +29,7 @@ from benchmarks.load_test import run_level
 
 def slimgan_cmd() -> list[str]:
     script = Path(sys.executable).parent / "slimgan"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "distill.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "slimgan.cli"]
 
 
 def start_server(args: list[str], port: int) -> subprocess.Popen:

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from hostile_corpus import bmp_rle, jpeg_junk_after_soi, jpeg_scan_bomb, jpeg_segment_bomb, png_chunk_bomb
 from serve_bundles import dummy_bundle
 
-from distill.cli import main
+from slimgan.cli import main
 from distill.errors import ConfigError
 from serve.app import create_app
 from serve.errors import ApiError

@@ -25,7 +25,7 @@ KW = {"image_size": 16, "channels": 8, "nz": 8, "n_mlp": 2}
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from distill.cli import main
+    from slimgan.cli import main
 
     root = tmp_path_factory.mktemp("sg2")
     torch.manual_seed(0)

@@ -295,7 +295,7 @@ SHRINK = ["train.steps=2", "data.synth.num=2", "data.synth.num_test=2", "data.sy
 @pytest.mark.parametrize("method", ["crd", "omgd", "vem"])
 def test_cyclegan_recipes_run_from_an_empty_folder(method, tmp_path):
     """The shipped unpaired recipes themselves, through the CLI, shrunk to test size."""
-    from distill.cli import main
+    from slimgan.cli import main
 
     out = tmp_path / "RUN"
     sets = [*SHRINK, *(["loss.4.channels=2", "loss.4.langevin_steps=1"] if method == "vem" else [])]

@@ -24,7 +24,7 @@ from serve_bundles import dummy_bundle, free_port, wait_ready
 
 from distill import create_model, save_checkpoint
 from distill.checkpoint import checkpoint_role, import_summary
-from distill.cli import main
+from slimgan.cli import main
 from distill.data import synthesize
 from distill.engine.run_lock import LOCK_NAME, RunLock, RunLockedError
 from distill.engine.schema import SCHEMA_PATH, render_schema, schema_is_current, section_table
@@ -32,7 +32,7 @@ from distill.progress import Progress
 
 
 def slimgan(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "distill.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "slimgan.cli", *args], capture_output=True, text=True,
                           timeout=600, **kwargs)
 
 
@@ -143,7 +143,7 @@ def _student_recipe(root: Path, data: Path, steps: int, log_every: int = 1) -> P
 
 def test_second_distill_on_a_held_run_dir_fails_with_one_line_naming_the_first(paired, capsys) -> None:
     out = paired / "locked_run"
-    first = subprocess.Popen([sys.executable, "-m", "distill.cli", "distill", "--config",
+    first = subprocess.Popen([sys.executable, "-m", "slimgan.cli", "distill", "--config",
                               str(_student_recipe(paired, paired / "data", 100000)), "--out", str(out),
                               "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -320,7 +320,7 @@ def test_serve_access_log_is_off_by_default_and_one_flag_turns_it_on(tmp_path) -
     assert ServeSettings().access_log is False
     bundle = dummy_bundle(tmp_path / "gen", "generate", name="gen")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "distill.cli", "serve", str(bundle), "--backend", "dummy",
+    proc = subprocess.Popen([sys.executable, "-m", "slimgan.cli", "serve", str(bundle), "--backend", "dummy",
                              "--port", str(port), "--access-log"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-from distill.errors import SlimganError
+from slimgan.errors import SlimganError
 from export.runtimes.base import ConvertContext, Runtime, Session
 
 __all__ = [

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from distill.errors import MissingDependencyError
+from slimgan.errors import MissingDependencyError
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from distill.errors import SlimganError
+from slimgan.errors import SlimganError
 from export.runtimes import register_runtime
 from export.runtimes.base import ConvertContext, Session
 from export.runtimes.mobile import (

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from distill.errors import MissingDependencyError, SlimganError
+from slimgan.errors import MissingDependencyError, SlimganError
 from export.runtimes.base import Runtime
 
 # What an artifact's describe() reports as its device class when timed here.

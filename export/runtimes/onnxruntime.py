@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from distill.errors import MissingDependencyError
+from slimgan.errors import MissingDependencyError
 from export.runtimes import register_runtime
 from export.runtimes.base import ConvertContext, Runtime, Session
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from distill.errors import ConfigError, MissingDependencyError
+from slimgan.errors import ConfigError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from distill.errors import SlimganError
+from slimgan.errors import SlimganError
 from export.runtimes import register_runtime
 from export.runtimes.base import ConvertContext
 from export.runtimes.mobile import MobileRuntime, package_version, require_packages

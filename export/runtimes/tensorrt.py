@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from distill.errors import ConfigError, MissingDependencyError
+from slimgan.errors import ConfigError, MissingDependencyError
 from export.runtimes import register_runtime
 from export.runtimes.base import ConvertContext, Runtime, Session
 

@@ -12,7 +12,7 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from distill.errors import ConfigError, SlimganError
+from slimgan.errors import ConfigError, SlimganError
 from serve.backends.base import Backend
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from distill.errors import ConfigError, MissingDependencyError
+from slimgan.errors import ConfigError, MissingDependencyError
 from export.runtimes import get_runtime
 from serve.backends.base import Backend
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from distill.errors import MissingDependencyError
+from slimgan.errors import MissingDependencyError
 from export.runtimes import get_runtime
 from serve.backends.runtime_backend import RuntimeBackend
 

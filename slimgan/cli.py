@@ -7,7 +7,7 @@ Command modules are found through the entry-point group ``slimgan.commands`` (de
 Registration modules import nothing heavy (no torch) at module level, so ``slimgan --help`` and
 ``slimgan serve`` stay light.
 
-User errors (:class:`distill.errors.SlimganError`) are printed as one line and exit with status 2.
+User errors (:class:`slimgan.errors.SlimganError`) are printed as one line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-from distill.errors import SlimganError
+from slimgan.errors import SlimganError
 
 COMMAND_GROUP = "slimgan.commands"
 
@@ -31,11 +31,20 @@ def command_registrars() -> list:
             f"no slimgan commands are registered (entry-point group {COMMAND_GROUP!r}); "
             "install the package with `pip install -e .`"
         )
-    return [ep.load() for ep in found]
+    registrars = []
+    for ep in found:
+        try:
+            registrars.append(ep.load())
+        except ModuleNotFoundError as exc:
+            # An image may ship a subset of the packages (the serving images carry no distill/): a command
+            # whose own top-level package is absent is left out, while any other missing import is a bug.
+            if exc.name != ep.module.split(".")[0]:
+                raise
+    return registrars
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from distill import __version__
+    from slimgan import __version__
 
     parser = argparse.ArgumentParser(
         prog="slimgan",
