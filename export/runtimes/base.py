@@ -40,6 +40,24 @@ class ConvertContext:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ConvertResult:
+    """What one :meth:`Runtime.convert` call produced; nothing shared is mutated to hand it back.
+
+    ``files``: the artifact names written, relative to the bundle folder (first: the one to load).
+    ``precision``: the numeric format of the main artifact (``fp32``, ``fp16``, ``bf16``, ``int8``...).
+    ``report``: runtime-specific facts for the manifest and the log (op counts, delegate coverage,
+    the engine's build settings). ``rows``: parity rows the runtime measured while converting (each a
+    dict as :mod:`export.parity` writes them); most runtimes leave this empty and are checked by
+    :meth:`Runtime.parity_rows` after conversion.
+    """
+
+    files: tuple[str, ...] = ()
+    precision: str = "fp32"
+    report: dict[str, Any] = field(default_factory=dict)
+    rows: tuple[dict[str, Any], ...] = ()
+
+
 class Session:
     """A loaded model: ``run`` maps an NCHW float32 batch to the output batch (float32)."""
 
@@ -92,8 +110,25 @@ class Runtime:
         if not ok:
             raise MissingDependencyError(reason)
 
-    def convert(self, ctx: ConvertContext) -> list[str]:  # pragma: no cover - interface
-        """Write this runtime's artifact(s) into ``ctx.bundle_dir``; return their names relative to it."""
+    def convert(self, ctx: ConvertContext) -> ConvertResult:  # pragma: no cover - interface
+        """Write this runtime's artifact(s) into ``ctx.bundle_dir``; return what was written."""
+        raise NotImplementedError
+
+    def parity_rows(self, bundle_dir: Path, result: ConvertResult, reference: Any, inputs: np.ndarray) -> list[dict[str, Any]]:
+        """This runtime's parity rows for ``result`` against ``reference`` outputs on ``inputs``.
+
+        The default loads the main artifact and compares it with :mod:`export.parity`'s rule for the
+        artifact's precision; a runtime that cannot run here (Core ML off macOS) overrides this.
+        """
+        raise NotImplementedError
+
+    def load_from_bundle(self, bundle_dir: str | Path, manifest: Any, role: str = "model", *,
+                         threads: int | None = None, device: str = "cpu", **opts: Any) -> Session:
+        """Load this runtime's artifact for ``role`` from a bundle, with the runtime's own options.
+
+        Every caller (serve, ``bench latency``, the INT8 benchmark, export's speed check) loads through
+        here, so thread counts, performance hints and precision policy live in one place per runtime.
+        """
         raise NotImplementedError
 
     def load(self, path: str | Path, *, threads: int | None = None, device: str = "cpu", **opts: Any) -> Session:  # pragma: no cover
