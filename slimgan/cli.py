@@ -13,6 +13,7 @@ User errors (:class:`slimgan.errors.SlimganError`) are printed as one line and e
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import sys
 from collections.abc import Sequence
@@ -58,9 +59,68 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparsers_of(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _innermost_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The (sub)parser that the command words in ``argv`` select, e.g. ``slimgan bench distill``'s."""
+    for token in argv:
+        choices = _subparsers_of(parser)
+        if token in choices:
+            parser = choices[token]
+        elif not token.startswith("-") and choices:
+            break
+    return parser
+
+
+def _options_of(parser: argparse.ArgumentParser) -> list[str]:
+    return [opt for action in parser._actions for opt in action.option_strings if opt.startswith("--")]
+
+
+def _unknown_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """Long flags in ``argv`` that the selected command does not know (nor abbreviates), checked before
+    parsing so that a typo is reported even when a required argument is missing too."""
+    target = _innermost_parser(parser, argv)
+    known = _options_of(target) + _options_of(parser)
+    unknown = []
+    for token in argv:
+        if token == "--":
+            break
+        flag = token.split("=", 1)[0]
+        if flag.startswith("--") and not any(opt.startswith(flag) for opt in known):
+            unknown.append(token)
+    return unknown
+
+
+def _refuse_unknown(parser: argparse.ArgumentParser, argv: Sequence[str], extras: list[str]) -> None:
+    """Refuse unknown arguments with the usage of the command they were given to (argparse would show
+    the root's) and a "did you mean" for a mistyped flag."""
+    target = _innermost_parser(parser, argv)
+    hints = []
+    for extra in extras:
+        flag = extra.split("=", 1)[0]
+        if flag.startswith("-"):
+            close = difflib.get_close_matches(flag, _options_of(target), n=1, cutoff=0.6)
+            if close:
+                hints.append(f"{flag} (did you mean {close[0]}?)")
+                continue
+        hints.append(extra)
+    target.error("unrecognized arguments: " + " ".join(hints))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    unknown = _unknown_flags(parser, argv)
+    if unknown:
+        _refuse_unknown(parser, argv, unknown)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _refuse_unknown(parser, argv, extras)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

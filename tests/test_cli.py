@@ -59,3 +59,27 @@ def test_user_errors_are_one_line_exit_2(args, needle):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert needle in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "hint"),
+    [
+        (["export", "S", "--fp61", "--res", "64", "--out", "B"], "usage: slimgan export", "did you mean --fp16?"),
+        # A typo is reported even when a required argument is missing as well.
+        (["export", "S", "--fp61"], "usage: slimgan export", "did you mean --fp16?"),
+        (["bench", "latency", "--thredz", "2"], "usage: slimgan bench latency", "did you mean --threads?"),
+    ],
+)
+def test_mistyped_flag_shows_the_commands_usage_and_a_suggestion(argv, usage, hint):
+    proc = run(*argv)
+    assert proc.returncode == 2
+    assert usage in proc.stderr
+    assert "usage: slimgan [-h]" not in proc.stderr
+    assert hint in proc.stderr.splitlines()[-1]
+
+
+def test_abbreviated_and_valued_flags_still_parse():
+    # --jso abbreviates --json; an unknown flag check must not refuse what argparse accepts.
+    proc = run("info", "--arch", "resnet_9blocks", "--ngf", "8", "--res", "64", "--jso")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["params"] > 0
