@@ -80,6 +80,7 @@ class LatencyMeter:
         self.ref_session = self._session(reference, "reference")
         self.ref_runs: list[float] = []
         self.measured = 0
+        self.failures: list[dict[str, Any]] = []  # candidates whose export or compilation failed, with why
 
     def _read_cache(self) -> dict[str, Any]:
         if self.cache_path.is_file():

@@ -60,7 +60,7 @@ def write_summary(out: Path, args: Any, recipe: Any, rows: list[dict[str, Any]],
         "pareto_front": [r["config"] for r in candidates if r["pareto"]],
         "supernet_training": sn_report,
         "finetune": {k: v["report"] for k, v in finals.items()},
-        "latency_measurements": meter.measured, "timings": times,
+        "latency_measurements": meter.measured, "dropped": meter.failures, "timings": times,
         "recipe": recipe.to_dict(), "python": platform.python_version(),
     }
     (out / "pareto.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -87,7 +87,8 @@ def plot_pareto(report: dict[str, Any], path: Path) -> Path | None:
     for key, marker, color in (("reference", "s", "#d62728"), ("chosen", "*", "#2ca02c")):
         r = report[key]
         x = r["relative_latency"] * ref_ms
-        ax.scatter([x], [r["psnr_teacher_supernet"]], marker=marker, s=90, facecolors="none", edgecolors=color)
+        ax.scatter([x], [r["psnr_teacher_supernet"]], marker=marker, s=90, facecolors="none", edgecolors=color,
+                   label=f"{key} (supernet weights)")
         ax.scatter([x], [r["psnr_teacher"]], marker=marker, s=110, color=color, label=f"{key} (fine-tuned)")
     ax.set_xlabel(f"latency, ms ({report['runtime']}, {report['threads']} thread(s), {report['res']}², "
                   "scaled to the reference's median)")

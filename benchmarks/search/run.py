@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -60,15 +61,20 @@ def _channels(teacher: torch.nn.Module, config: dict[str, Any]) -> tuple[int, in
     return int(kw.get("input_nc", 3)), int(kw.get("output_nc", 3))
 
 
-def _scorer(supernet, pairs, meter: LatencyMeter, res: int, log: Log):
+def _scorer(supernet, pairs, meter: LatencyMeter, res: int, log: Log, failures: list[dict[str, Any]]):
     from distill.profile import count_macs, count_params
     from distill.search.space import arch_key, to_kwargs
     from distill.search.train import score_subnet
 
-    def score(genes: dict[str, Any]) -> dict[str, Any]:
+    def score(genes: dict[str, Any]) -> dict[str, Any] | None:
         model, fidelity = score_subnet(supernet, genes, pairs)
         key = arch_key(genes, supernet.space.max_depth)
-        lat = meter.measure(model, key)
+        try:
+            lat = meter.measure(model, key)
+        except Exception as exc:  # noqa: BLE001 - export or the runtime refused it: not a candidate that can ship
+            failures.append({"config": to_kwargs(genes, supernet.space.max_depth), "error": f"{type(exc).__name__}: {exc}"[:400]})
+            log("candidate dropped, the export path failed: " + " ".join(failures[-1]["error"].split())[:200])
+            return None
         row = {"config": to_kwargs(genes, supernet.space.max_depth), "macs": count_macs(model, res=res),
                "params": count_params(model), **lat, "latency": lat["relative_latency"],
                "psnr_teacher": round(fidelity, 3)}
@@ -127,6 +133,7 @@ def run_search(args: Any) -> dict[str, Any]:
     report = write_summary(out, args, recipe, rows, ref_row, chosen_row, finals, meter, sn_report, pairs, times,
                            log.t0)
     plot_pareto(report, out / "pareto.png")
+    shutil.rmtree(out / "graphs", ignore_errors=True)  # every candidate's exported graphs; the cache keeps the timings
     log(f"chosen: x{1 / report['chosen']['relative_latency']:.2f} faster than the reference, psnr_teacher "
         f"{report['chosen']['psnr_teacher']:.2f} vs {report['reference']['psnr_teacher']:.2f} dB; wrote {out}")
     return report
@@ -146,7 +153,7 @@ def _search(args, recipe, supernet, pairs, meter, log):
     from distill.search.evolve import choose, evolve
     from distill.search.space import REFERENCE_GENES, arch_key
 
-    score = _scorer(supernet, pairs, meter, args.res, log)
+    score = _scorer(supernet, pairs, meter, args.res, log, meter.failures)
     deadline = time.perf_counter() + (recipe.search.time_limit_s or float("inf"))
     ref_key = arch_key(REFERENCE_GENES, recipe.space.max_depth)
     state: dict[str, Any] = {}

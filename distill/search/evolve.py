@@ -2,7 +2,8 @@
 
 The search is generic: ``score(genes)`` returns a dict with at least ``latency`` (lower is better;
 ``benchmarks/search.py`` passes latency relative to the reference timed beside it) and
-``psnr_teacher`` (higher is better). Each architecture is scored once (by ``arch_key``).
+``psnr_teacher`` (higher is better), or None when the architecture cannot be used (it is then skipped).
+Each architecture is scored once (by ``arch_key``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def choose(rows: list[dict[str, Any]], reference: dict[str, Any], tolerance_db: 
     return min(ok or [reference], key=lambda r: (r[latency], -r["psnr_teacher"]))
 
 
-def evolve(space: SearchSpace, score: Callable[[dict[str, Any]], dict[str, Any]], *, population: int,
+def evolve(space: SearchSpace, score: Callable[[dict[str, Any]], dict[str, Any] | None], *, population: int,
            generations: int, rng: random.Random, seeds: list[dict[str, Any]] | None = None,
            feasible: Callable[[dict[str, Any]], bool] | None = None,
            on_generation: Callable[[int, list[dict[str, Any]]], None] | None = None,
@@ -50,12 +51,17 @@ def evolve(space: SearchSpace, score: Callable[[dict[str, Any]], dict[str, Any]]
     scored row (each with its ``genes`` and ``key``)."""
     stop = should_stop or (lambda: False)
     scored: dict[str, dict[str, Any]] = {}
+    failed: set[str] = set()
 
     def add(genes: dict[str, Any]) -> bool:
         key = arch_key(genes, space.max_depth)
-        if key in scored or not space.contains(genes):
+        if key in scored or key in failed or not space.contains(genes):
             return False
-        scored[key] = {**score(genes), "genes": genes, "key": key}
+        row = score(genes)
+        if row is None:  # the scorer could not use this architecture (it says why); never retried
+            failed.add(key)
+            return False
+        scored[key] = {**row, "genes": genes, "key": key}
         return True
 
     for genes in seeds or []:
