@@ -6,12 +6,18 @@ SSIM (data range 2 for [-1, 1] images; ``distill.metrics``), NaN / Inf counts, a
 smallest ``atol`` for which ``|a - b| <= atol + rtol * |b|`` holds elementwise at the row's ``rtol``
 (Polygraphy's check). Gates:
 
-- ``fp32``: ``atol = rtol = 1e-5`` elementwise, or max abs error <= 1e-4;
+- ``fp32``: the 8-bit outputs agree: max abs error <= half an 8-bit step of the output range
+  (``data_range / 255 / 2``, 3.9e-3 for [-1, 1]) and PSNR >= 70 dB on every sample (``psnr_min_db``),
+  with no NaN/Inf. ``min_atol`` at ``rtol = 1e-5`` and ``max_rel`` are reported figures, not gates:
+  real weights accumulate fp32 reordering error (fused kernels, Winograd, FMA) far beyond 1e-5
+  elementwise while the picture is unchanged;
 - ``fp16``: PSNR >= 40 dB (and no NaN/Inf); ``bf16`` (OpenVINO's reduced CPU precision) the same;
 - ``int8``: reported; only NaN/Inf fail it;
 - ``trt``: as fp16 when built in reduced precision, as fp32 otherwise;
 - ``teacher``: information only (``passed`` is None): distillation is not a deployment error.
 - ``validate`` (Core ML off macOS): the converted program checked without running it; ``numbers`` says why.
+
+Each row's ``criterion`` states the rule it was judged by.
 """
 
 from __future__ import annotations
@@ -21,10 +27,34 @@ from typing import Any
 
 import numpy as np
 
+# Reported with every row (Polygraphy-style elementwise figures); not part of any gate.
 FP32_ATOL = 1e-5
 FP32_RTOL = 1e-5
-FP32_MAX_ABS = 1e-4
+# fp32 gate, part 1: no output value may move by more than this many 8-bit steps of the output range.
+# Half a step means every pixel rounds to the same or a neighbouring grey level.
+FP32_MAX_STEPS = 0.5
+# fp32 gate, part 2: the worst sample's PSNR. PSNR = 20 log10(255 / (RMSE in 8-bit steps)), whatever the
+# range, so 70 dB means an RMS error <= 8 % of a step: at most ~8 % of pixels can land on a neighbouring
+# grey level. The max-abs part alone only guarantees ~54 dB (every pixel off by just under half a step,
+# half of them flipping), so the floor is what rules out a broad shift; fp32 arithmetic differences
+# (operation order, fused or Winograd kernels) sit far above it, while a kernel that silently computes
+# in fp16 or bf16 (10 or 7 mantissa bits) falls below it.
+FP32_MIN_PSNR = 70.0
 FP16_MIN_PSNR = 40.0
+
+
+def eight_bit_tolerance(data_range: float = 2.0) -> float:
+    """Half an 8-bit step of an output range of width ``data_range`` (3.92e-3 for [-1, 1])."""
+    return float(data_range) / 255.0 * FP32_MAX_STEPS
+
+
+def worst_psnr(a: np.ndarray, b: np.ndarray, data_range: float = 2.0) -> float | None:
+    """The lowest per-sample PSNR (dB) of ``a`` against ``b`` (999 for identical samples); None with NaN/Inf."""
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return None
+    diff = (np.asarray(a, np.float64) - np.asarray(b, np.float64)).reshape(a.shape[0] if a.ndim > 1 else 1, -1)
+    mse = float((diff * diff).mean(axis=1).max()) if diff.size else 0.0
+    return 999.0 if mse == 0.0 else min(999.0, 10.0 * math.log10(data_range**2 / mse))
 
 
 def _psnr_ssim(a: np.ndarray, b: np.ndarray, data_range: float = 2.0) -> tuple[float | None, float | None]:
@@ -74,9 +104,14 @@ def compare(name: str, out: np.ndarray, ref: np.ndarray, gate: str, rtol: float 
     }
     clean = nan == 0 and inf == 0
     if gate == "fp32":
-        elementwise = clean and min_atol <= FP32_ATOL
-        row["criterion"] = f"|a-b| <= {FP32_ATOL:g} + {rtol:g}|b| elementwise, or max abs <= {FP32_MAX_ABS:g}"
-        row["passed"] = bool(elementwise or (clean and row["max_abs"] <= FP32_MAX_ABS))
+        tol = eight_bit_tolerance(data_range)
+        worst = worst_psnr(out, ref, data_range)
+        row["psnr_min_db"] = worst
+        row["max_abs_limit"] = tol
+        row["criterion"] = (f"8-bit agreement: max abs <= {tol:.3g} (half an 8-bit step of the output range {data_range:g}) "
+                            f"and PSNR >= {FP32_MIN_PSNR:g} dB on every sample, no NaN/Inf; "
+                            f"min_atol (rtol {rtol:g}) and max_rel are reported, not gated")
+        row["passed"] = bool(clean and row["max_abs"] <= tol and worst is not None and worst >= FP32_MIN_PSNR)
     elif gate in ("fp16", "bf16"):
         row["criterion"] = f"PSNR >= {FP16_MIN_PSNR:g} dB"
         row["passed"] = bool(clean and p is not None and p >= FP16_MIN_PSNR)

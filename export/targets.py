@@ -4,24 +4,38 @@ Targets: ``onnx`` (always written), ``fp16``, ``int8``, ``openvino``, ``tensorrt
 GPU artifacts, also reachable as ``--fp16``, ``--int8``, ``--trt``) and the phone runtimes ``tflite``,
 ``coreml``, ``ncnn``, ``executorch``, ``ort-mobile`` (each a runtime of :mod:`export.runtimes`).
 
-For every phone target, export converts the student (:meth:`Runtime.convert`), lists each file it
-wrote in ``manifest.json`` ``files`` under the runtime's role names, and adds a parity row per artifact
-(:func:`phone_parity_rows`): the runtimes that execute on this machine run it against PyTorch under
-the runtime's gate; Core ML, which predicts only on macOS, gets its converted program validated
-instead, in a row that says why numbers are unavailable. The speed check converts the teacher the
-same way into a temporary folder and times both on each phone runtime that executes here
-(:func:`phone_speed_targets`); those entries in ``speed.json`` ``by_runtime`` are labelled as host
-measurements (CPU model, threads) and never become the bundle's preferred (serving) runtime.
+Every phone target is converted and checked in a child process (:mod:`export.isolation`): a
+third-party converter or runtime that crashes, hangs or is killed by a signal costs that target one
+failed parity row (naming the signal and ``logs/<runtime>.log``), never the export; their log output
+goes to that file, not to the terminal. A target whose extra is not installed gets a failed row with
+the install hint; the rest of the bundle is still written.
+
+:func:`export_phone_targets` is the entry point: it converts the model for each phone target, lists
+each file written in ``manifest.json`` ``files`` (under the runtime's role names) and ``runtimes``
+(files, input shape, the precision the runtime reports), and returns a parity row per artifact: the
+runtimes that execute here run it against PyTorch under the runtime's gate; Core ML, which predicts
+only on macOS, gets its converted program validated instead, in a row that says why numbers are
+unavailable. :func:`convert_phone_targets` + :func:`phone_parity_rows` are the same in two steps (two
+child processes per runtime). The speed check converts the teacher the same way, in a child too
+(:func:`phone_speed_targets`), and times both on each phone runtime that executes here and passed its
+check; those entries in ``speed.json`` ``by_runtime`` are labelled as host measurements (CPU model,
+threads) and never become the bundle's preferred (serving) runtime.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from slimgan.errors import ConfigError
+from export.isolation import LOG_DIR, IsolatedJob, IsolatedRun, ParityJob, failure_row, run_isolated
+from export.runtimes.base import ConvertResult
+
+log = logging.getLogger(__name__)
 
 SERVER_TARGETS = ("onnx", "fp16", "int8", "openvino", "tensorrt")
 PHONE_TARGETS = ("tflite", "coreml", "ncnn", "executorch", "ort-mobile")
@@ -50,86 +64,161 @@ def phone_targets(targets: list[str]) -> list[str]:
     return [t for t in targets if t in PHONE_TARGETS]
 
 
-def require_phone_targets(targets: list[str]) -> None:
-    """Fail in one line, before any work, when a phone target's runtime or converter is not installed."""
+def require_phone_targets(targets: list[str]) -> list[str]:
+    """The one-line problems (missing extras) of the phone targets. They do not stop the export any more:
+    each becomes that target's failed parity row (see :func:`export_phone_targets`)."""
+    return [problem for problem in (_missing(name) for name in phone_targets(targets)) if problem]
+
+
+def _missing(name: str) -> str | None:
     from export.runtimes import get_runtime
 
+    ok, reason = get_runtime(name).available()
+    return None if ok else reason
+
+
+@dataclass
+class PhoneExport:
+    """What :func:`export_phone_targets` did: manifest ``files`` (role -> name) and ``runtimes`` entries for
+    the targets that converted and ran, the parity rows of every target (failed rows included), and
+    each child run (``runs``; absent for a target whose extra is missing)."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    runtimes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    runs: dict[str, IsolatedRun] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[str]:
+        return [r["runtime"] for r in self.rows if r.get("gate") == "run" and r.get("passed") is False]
+
+
+def export_phone_targets(targets: list[str], out: Path, onnx_path: Path, model: Any, sample_shape: tuple[int, ...],
+                         calib: np.ndarray | None = None, check: ParityJob | None = None,
+                         timeout_s: float | None = None) -> PhoneExport:
+    """Convert ``model`` for each phone target in ``targets`` into ``out``, each in a child process, and
+    (with ``check``) compare each artifact with ``check.reference`` there too. ``sample_shape``: one
+    sample's shape (C, H, W) or (nz,). Never raises for a runtime's failure: that is its failed row."""
+    done = PhoneExport()
+    label = check.label if check is not None else "student"
     for name in phone_targets(targets):
-        get_runtime(name).require_convert()
+        problem = _missing(name)
+        if problem:
+            done.rows.append(failure_row(name, label, problem))
+            continue
+        run = run_isolated(IsolatedJob(name, Path(out), onnx_path, model, (1, *sample_shape), calib, parity=check,
+                                       timeout_s=timeout_s))
+        done.runs[name] = run
+        done.rows += [dict(r) for r in run.rows]
+        if run.ok:
+            _record(name, run.result, sample_shape, done.files, done.runtimes)
+        else:
+            _remove_artifacts(name, Path(out))
+    return done
+
+
+def _record(name: str, result: ConvertResult, sample_shape: tuple[int, ...], files: dict[str, str],
+            runtimes: dict[str, Any]) -> None:
+    """Manifest entries for a converted phone target: its files by role, and its ``runtimes`` entry."""
+    from export.runtimes import get_runtime
+
+    rt = get_runtime(name)
+    for role, fname in rt.artifacts.items():
+        if fname in result.files:
+            files[role] = fname
+    runtimes[name] = {"files": list(result.files), "input_shape": [1, *(int(d) for d in sample_shape)],
+                      "precision": result.precision}
+
+
+def _remove_artifacts(name: str, out: Path) -> None:
+    """Drop what a failed target left behind, so the bundle holds only what the manifest lists."""
+    import shutil
+
+    from export.runtimes import get_runtime
+
+    for fname in get_runtime(name).artifacts.values():
+        path = out / fname
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+
+
+class PhoneWritten(dict):
+    """:func:`convert_phone_targets`' answer: target -> files written (a plain dict to read), plus each
+    target's :class:`ConvertResult` and, for a target that failed, its failed row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.results: dict[str, ConvertResult] = {}
+        self.failures: dict[str, list[dict[str, Any]]] = {}
+        self.manifest_files: dict[str, str] = {}
+        self.manifest_runtimes: dict[str, Any] = {}
 
 
 def convert_phone_targets(
     targets: list[str], out: Path, onnx_path: Path, model: Any, sample_shape: tuple[int, ...], calib: np.ndarray | None,
     files: dict[str, str], runtimes: dict[str, Any],
-) -> dict[str, list[str]]:
-    """Convert the student for each phone target into ``out``; fill ``files`` (role -> name) and
-    ``runtimes`` (name -> {"files", "input_shape"}). Returns target -> files written."""
-    from export.runtimes import ConvertContext, get_runtime
-
-    written: dict[str, list[str]] = {}
+) -> PhoneWritten:
+    """Step one of :func:`export_phone_targets`: convert only (each in a child process); fill ``files``
+    (role -> name) and ``runtimes`` (name -> {"files", "input_shape", "precision"}) for the targets that
+    converted. Returns target -> files written ([] for a failed target; its row waits in ``failures``)."""
+    written = PhoneWritten()
+    written.manifest_files, written.manifest_runtimes = files, runtimes
     for name in phone_targets(targets):
-        rt = get_runtime(name)
-        names = rt.convert(ConvertContext(out, onnx_path, model, (1, *sample_shape), calib, {}))
-        written[name] = names
-        for role, fname in rt.artifacts.items():
-            if fname in names:
-                files[role] = fname
-        runtimes[name] = {"files": list(names), "input_shape": [1, *(int(d) for d in sample_shape)],
-                          "precision": "fp16" if name == "coreml" else "fp32"}
+        problem = _missing(name)
+        run = None if problem else run_isolated(IsolatedJob(name, Path(out), onnx_path, model, (1, *sample_shape), calib))
+        written[name] = list(run.result.files) if run is not None and run.ok else []
+        if run is not None and run.ok:
+            written.results[name] = run.result
+            _record(name, run.result, sample_shape, files, runtimes)
+        else:
+            written.failures[name] = [failure_row(name, "student", problem)] if problem else [dict(r) for r in run.rows]
+            _remove_artifacts(name, Path(out))
     return written
 
 
 def phone_parity_rows(written: dict[str, list[str]], out: Path, model: Any, x: np.ndarray, ref: np.ndarray,
-                      threads: int) -> list[dict[str, Any]]:
-    """One parity row per phone artifact (see module docstring)."""
-    from export.parity import compare
+                      threads: int, *, data_range: float = 2.0, label: str | None = None) -> list[dict[str, Any]]:
+    """Step two of :func:`export_phone_targets`: one parity row per phone artifact, each runtime checked in
+    a child process; a target that failed to convert (or crashes now) gets its failed row instead, and
+    one that crashes now is taken out of the manifest entries step one filled. ``label``: what the rows
+    call the model (default: the role its checkpoint records)."""
     from export.runtimes import get_runtime
 
-    rows = []
+    label = label or model_role(model)
+    failures = getattr(written, "failures", {})
+    rows: list[dict[str, Any]] = []
     for name, names in written.items():
-        rt = get_runtime(name)
-        for role, gate in rt.gates.items():
-            fname = rt.artifacts[role]
-            if fname not in names:
-                continue
-            label = f"student: torch vs {name} ({fname})"
-            runs, reason = rt.runs_here()
-            if not runs:
-                rows.append(_validation_row(label, rt, out / fname, model, x.shape, reason))
-                continue
-            session = rt.load(out / fname, threads=threads)
-            try:
-                row = compare(label, session.run(x), ref, gate)
-            finally:
-                session.close()
-            row["runtime"] = name
-            rows.append(row)
+        if name in failures:
+            rows += [{**r, "name": r["name"].replace("student:", f"{label}:", 1)} for r in failures[name]]
+            continue
+        result = getattr(written, "results", {}).get(name) or ConvertResult(tuple(names))
+        run = run_isolated(IsolatedJob(name, Path(out), module=model, example_shape=(1, *x.shape[1:]), convert=False,
+                                       converted=result, parity=ParityJob(x, ref, threads, data_range, label)))
+        rows += [dict(r) for r in run.rows]
+        if not run.ok and isinstance(written, PhoneWritten):
+            for role in get_runtime(name).artifacts:
+                written.manifest_files.pop(role, None)
+            written.manifest_runtimes.pop(name, None)
+            _remove_artifacts(name, Path(out))
     return rows
 
 
-def _validation_row(label: str, rt: Any, path: Path, model: Any, shape: tuple[int, ...], reason: str) -> dict[str, Any]:
-    report = rt.validate(path, model, (1, *shape[1:]))
-    row: dict[str, Any] = {
-        "name": label,
-        "runtime": rt.name,
-        "gate": "validate",
-        "passed": bool(report["ok"]),
-        "criterion": "converted program validated (package loads, ML Program, input/output descriptions, program re-parsed "
-                     "with type inference to the generator's output shape, convolution weights equal PyTorch's within fp16 "
-                     "rounding); numeric parity not measured",
-        "numbers": f"unavailable: {reason}",
-        "validation": report,
-    }
-    if not report["ok"]:
-        row["error"] = report.get("error", "validation failed")
-    return row
+def model_role(model: Any) -> str:
+    """The role a loaded checkpoint records (``student``, ``teacher``; ``model`` when none)."""
+    from distill.checkpoint import checkpoint_role
+
+    config = (getattr(model, "slimgan_checkpoint", None) or {}).get("config")
+    return checkpoint_role(config) if config else "model"
 
 
 def phone_speed_targets(out: Path, files: dict[str, str], runtimes: dict[str, Any], teacher_model: Any,
                         teacher_graph: Path | None, sample_shape: tuple[int, ...], tmp: Path) -> list[dict[str, Any]]:
-    """speed.json targets for each phone runtime that executes here: the student's artifact and the
-    teacher converted the same way (same converter, same settings) into ``tmp``."""
-    from export.runtimes import ConvertContext, get_runtime
+    """speed.json targets for each phone runtime that executes here and passed its checks: the student's
+    artifact and the teacher converted the same way (same converter, same settings, in a child process
+    logging to the runtime's ``logs/`` file) into ``tmp``. A teacher that fails to convert is left out."""
+    from export.runtimes import get_runtime
 
     targets = []
     for name in [n for n in PHONE_TARGETS if n in runtimes]:
@@ -143,8 +232,12 @@ def phone_speed_targets(out: Path, files: dict[str, str], runtimes: dict[str, An
             t_dir = tmp / f"teacher-{name}"
             t_dir.mkdir()
             onnx = teacher_graph if teacher_graph is not None else out / files["fp32"]
-            rt.convert(ConvertContext(t_dir, onnx, teacher_model, (1, *sample_shape), None, {"tflite_fp16": False}))
-            targets.append({"runtime": name, "label": label, "role": "teacher", "path": t_dir / rt.artifacts[role], "opts": {}})
+            run = run_isolated(IsolatedJob(name, t_dir, onnx, teacher_model, (1, *sample_shape), None, {"tflite_fp16": False},
+                                           log_dir=out / LOG_DIR))
+            if run.ok:
+                targets.append({"runtime": name, "label": label, "role": "teacher", "path": t_dir / rt.artifacts[role], "opts": {}})
+            else:
+                log.warning("speed: the teacher did not convert for %s (%s); timing the student only", name, run.error)
     return targets
 
 

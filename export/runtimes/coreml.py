@@ -6,14 +6,17 @@ minimum_deployment_target=iOS16)``. An image-to-image generator's input is descr
 (``ImageType``: RGB or grayscale, ``scale = 1/127.5`` and ``bias = -1`` so the app passes a
 ``CVPixelBuffer`` and the model sees [-1, 1], as slimgan's preprocessing does); a latent generator's
 input stays a tensor. The output is a float32 multi-array in [-1, 1]. ``options["coreml_precision"] =
-"fp32"`` keeps fp32 compute.
+"fp32"`` keeps fp32 compute. The precision is the runtime's to say: it is the
+:class:`~export.runtimes.base.ConvertResult` ``precision`` that export records in the manifest.
 
 Core ML's predictions need macOS (``coremltools`` ships no Linux runtime), so here :meth:`validate`
 checks the converted program instead of running it: the package loads, it is an ML Program, its
 input / output descriptions match the generator, the program parses back into MIL with type inference
 (every op's output type re-derived) and its inferred output shape is the generator's, and every
 convolution weight in the package equals the PyTorch generator's within fp16 rounding.
-On macOS ``load`` returns a session that predicts.
+On macOS ``load`` returns a session that predicts. :meth:`CoreMLRuntime.parity_rows` gives the
+validation row off macOS, and on macOS compares predictions under the fp16 gate (the image input is
+8-bit, so even fp32 compute is not held to the fp32 gate).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 
 from slimgan.errors import SlimganError
 from export.runtimes import register_runtime
-from export.runtimes.base import ConvertContext, Session
+from export.runtimes.base import ConvertContext, ConvertResult, Session
 from export.runtimes.mobile import (
     MobileRuntime,
     eval_copy,
@@ -100,7 +103,7 @@ class CoreMLRuntime(MobileRuntime):
     def runs_here(self) -> tuple[bool, str]:
         return runs_here()
 
-    def convert(self, ctx: ConvertContext) -> list[str]:
+    def convert(self, ctx: ConvertContext) -> ConvertResult:
         self.require()
         require_packages(self, "coremltools.converters.mil")
         import torch
@@ -115,9 +118,9 @@ class CoreMLRuntime(MobileRuntime):
             inp = ct.ImageType(name="input", shape=shape, scale=1 / 127.5, bias=[-1.0] * shape[1], color_layout=layout)
         else:
             inp = ct.TensorType(name="input", shape=shape, dtype=np.float32)
-        precision = ct.precision.FLOAT32 if ctx.options.get("coreml_precision") == "fp32" else ct.precision.FLOAT16
+        fp32 = ctx.options.get("coreml_precision") == "fp32"
         mlmodel = ct.convert(exported, inputs=[inp], outputs=[ct.TensorType(name="output", dtype=np.float32)],
-                             convert_to="mlprogram", compute_precision=precision,
+                             convert_to="mlprogram", compute_precision=ct.precision.FLOAT32 if fp32 else ct.precision.FLOAT16,
                              minimum_deployment_target=ct.target.iOS16)
         mlmodel.short_description = "slimgan generator: input image or latent, output in [-1, 1]"
         out = Path(ctx.bundle_dir) / FILES["coreml"]
@@ -126,7 +129,32 @@ class CoreMLRuntime(MobileRuntime):
 
             shutil.rmtree(out)
         mlmodel.save(str(out))
-        return [FILES["coreml"]]
+        return ConvertResult((FILES["coreml"],), "fp32" if fp32 else "fp16",
+                             {"input": "image" if isinstance(inp, ct.ImageType) else "tensor", "minimum_deployment_target": "iOS16"})
+
+    def parity_rows(self, bundle_dir: Path, result: ConvertResult, reference: Any, inputs: np.ndarray, *,
+                    threads: int = 1, data_range: float = 2.0, label: str = "student", module: Any = None) -> list[dict[str, Any]]:
+        """Off macOS: one ``validate`` row (:meth:`validate`, with ``module``'s weights); on macOS, predictions."""
+        ok, reason = runs_here()
+        if ok:
+            return super().parity_rows(bundle_dir, result, reference, inputs, threads=threads, data_range=data_range,
+                                       label=label, module=module)
+        path = Path(bundle_dir) / FILES["coreml"]
+        report = self.validate(path, module, (1, *np.asarray(inputs).shape[1:]))
+        row: dict[str, Any] = {
+            "name": f"{label}: torch vs {self.name} ({path.name})",
+            "runtime": self.name,
+            "gate": "validate",
+            "passed": bool(report["ok"]),
+            "criterion": "converted program validated (package loads, ML Program, input/output descriptions, program re-parsed "
+                         "with type inference to the generator's output shape, convolution weights equal PyTorch's within fp16 "
+                         "rounding); numeric parity not measured",
+            "numbers": f"unavailable: {reason}",
+            "validation": report,
+        }
+        if not report["ok"]:
+            row["error"] = report.get("error", "validation failed")
+        return [row]
 
     def validate(self, path: str | Path, module: Any = None, shape: tuple[int, ...] | None = None) -> dict[str, Any]:
         """Check the converted package without running it (see module docstring). Returns a report dict

@@ -4,7 +4,7 @@
 program is static), ``to_edge_transform_and_lower`` with the ``XnnpackPartitioner`` (every supported
 op is delegated to XNNPACK, the rest runs on ExecuTorch's portable kernels), then ``to_executorch`` and
 the program buffer written to ``model.pte``. How many ops ended up delegated is recorded in the
-runtime's ``last_convert`` report.
+:class:`~export.runtimes.base.ConvertResult` ``report``.
 
 Before export, :func:`export.runtimes.mobile.rewrite_for_xnnpack` replaces the two layers XNNPACK has no kernel for, which
 would otherwise run as portable ops between delegate calls (on the ngf-4 mobile student: 61 delegate
@@ -28,7 +28,7 @@ import numpy as np
 
 from slimgan.errors import SlimganError
 from export.runtimes import register_runtime
-from export.runtimes.base import ConvertContext, Session
+from export.runtimes.base import ConvertContext, ConvertResult, Session
 from export.runtimes.mobile import (
     MobileRuntime,
     StaticShapeSession,
@@ -105,18 +105,14 @@ class ExecuTorchRuntime(MobileRuntime):
     artifacts = dict(FILES)
     gates = {"executorch": "fp32"}
 
-    def __init__(self) -> None:
-        self.last_convert: dict[str, int] = {}
-
-    def convert(self, ctx: ConvertContext) -> list[str]:
+    def convert(self, ctx: ConvertContext) -> ConvertResult:
         self.require()
         require_packages(self, "executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner")
         module = eval_copy(ctx.module)
         rewritten = rewrite_for_xnnpack(module)
-        data, self.last_convert = lower_to_xnnpack(module, static_shape(ctx.example_shape))
-        self.last_convert["rewritten_layers"] = rewritten
+        data, counts = lower_to_xnnpack(module, static_shape(ctx.example_shape))
         (Path(ctx.bundle_dir) / FILES["executorch"]).write_bytes(data)
-        return [FILES["executorch"]]
+        return ConvertResult((FILES["executorch"],), "fp32", {**counts, "rewritten_layers": rewritten})
 
     def load(self, path: str | Path, *, threads: int | None = None, device: str = "cpu", **opts: Any) -> ExecuTorchSession:
         self.require()

@@ -9,6 +9,10 @@
 - :func:`eval_copy` / :func:`example_input`: what the PyTorch-side converters trace.
 - :func:`host_description`: the label a host measurement carries (CPU model, cores, threads), so a
   latency measured here on a runtime's x86 kernels is never read as a phone number.
+- :class:`MobileRuntime`: ``convert`` returns a :class:`~export.runtimes.base.ConvertResult`;
+  ``parity_rows`` loads each checked artifact and compares it under the runtime's gate;
+  ``load_from_bundle`` finds the artifact for a role in the manifest. Export runs all three in a child
+  process (:mod:`export.isolation`), never in its own.
 
 No torch at module level: sessions are created in the server and the benchmark without it.
 """
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from slimgan.errors import MissingDependencyError, SlimganError
-from export.runtimes.base import Runtime
+from export.runtimes.base import ConvertResult, Runtime, Session
 
 # What an artifact's describe() reports as its device class when timed here.
 HOST_LABEL = "host"
@@ -64,6 +68,47 @@ class MobileRuntime(Runtime):
 
     def runs_here(self) -> tuple[bool, str]:
         return self.available()
+
+    def gate_for(self, role: str, result: ConvertResult) -> str:
+        """The parity gate of artifact ``role`` (``export.parity``)."""
+        return self.gates[role]
+
+    def parity_rows(self, bundle_dir: Path, result: ConvertResult, reference: Any, inputs: np.ndarray, *,
+                    threads: int = 1, data_range: float = 2.0, label: str = "student", module: Any = None) -> list[dict[str, Any]]:
+        """One row per checked artifact of ``result``: a fresh session on the file, run on ``inputs``,
+        compared with ``reference`` under :meth:`gate_for` (``label`` names the model: its role)."""
+        from export.parity import compare
+
+        rows = []
+        for role in self.gates:
+            fname = self.artifacts[role]
+            if fname not in result.files:
+                continue
+            session = self.load(Path(bundle_dir) / fname, threads=threads)
+            try:
+                row = compare(f"{label}: torch vs {self.name} ({fname})", session.run(np.asarray(inputs, np.float32)),
+                              np.asarray(reference), self.gate_for(role, result), data_range=data_range)
+            finally:
+                session.close()
+            row["runtime"] = self.name
+            rows.append(row)
+        return rows
+
+    def artifact_path(self, bundle_dir: str | Path, manifest: Any, role: str = "model") -> Path:
+        """The bundle file for ``role``: one of this runtime's artifact roles (``tflite-fp16``), else its main artifact."""
+        if role not in self.artifacts:
+            role = next(iter(self.artifacts))
+        files = manifest.get("files", {}) if isinstance(manifest, dict) else getattr(manifest, "files", {}) or {}
+        path = Path(bundle_dir) / files.get(role, self.artifacts[role])
+        if not path.exists():
+            raise SlimganError(f"{path} is missing: export the bundle with --targets {self.name}")
+        return path
+
+    def load_from_bundle(self, bundle_dir: str | Path, manifest: Any, role: str = "model", *,
+                         threads: int | None = None, device: str = "cpu", **opts: Any) -> Session:
+        """A session on the bundle's artifact for ``role`` (see :meth:`artifact_path`), with this runtime's
+        options (``threads``, ``device``, and what :meth:`load` takes)."""
+        return self.load(self.artifact_path(bundle_dir, manifest, role), threads=threads, device=device, **opts)
 
 
 def require_packages(runtime: Any, *modules: str, purpose: str = "convert") -> None:

@@ -27,7 +27,7 @@ import numpy as np
 
 from slimgan.errors import SlimganError
 from export.runtimes import register_runtime
-from export.runtimes.base import ConvertContext, Session
+from export.runtimes.base import ConvertContext, ConvertResult, Session
 from export.runtimes.mobile import (
     MobileRuntime,
     eval_copy,
@@ -153,11 +153,12 @@ class NcnnRuntime(MobileRuntime):
     artifacts = dict(FILES)
     gates = {"ncnn-param": "fp32"}
 
-    def convert(self, ctx: ConvertContext) -> list[str]:
+    def convert(self, ctx: ConvertContext) -> ConvertResult:
         self.require()
         require_packages(self, "pnnx")
         param, binary = run_pnnx(eval_copy(ctx.module), static_shape(ctx.example_shape), Path(ctx.bundle_dir))
-        return [param.name, binary.name]
+        # fp32 weights in the .bin; ncnn itself may store them in fp16 at load on fp16 hardware.
+        return ConvertResult((param.name, binary.name), "fp32", {"converter": "pnnx", "weights": "fp32"})
 
     def load(self, path: str | Path, *, threads: int | None = None, device: str = "cpu", **opts: Any) -> NcnnSession:
         self.require()

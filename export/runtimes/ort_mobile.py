@@ -22,7 +22,7 @@ from typing import Any
 
 from slimgan.errors import SlimganError
 from export.runtimes import register_runtime
-from export.runtimes.base import ConvertContext
+from export.runtimes.base import ConvertContext, ConvertResult
 from export.runtimes.mobile import MobileRuntime, package_version, require_packages
 from export.runtimes.onnxruntime import OrtSession
 
@@ -43,7 +43,7 @@ class OrtMobileRuntime(MobileRuntime):
     artifacts = dict(FILES)
     gates = {"ort-mobile": "fp32"}
 
-    def convert(self, ctx: ConvertContext) -> list[str]:
+    def convert(self, ctx: ConvertContext) -> ConvertResult:
         self.require()
         require_packages(self, "onnxruntime.tools.convert_onnx_models_to_ort")
         from onnxruntime.tools import convert_onnx_models_to_ort as to_ort
@@ -73,7 +73,8 @@ class OrtMobileRuntime(MobileRuntime):
                 "# (build.sh --minimal_build --include_ops_by_config model.required_operators_and_types.config --enable_reduced_operator_type_support)\n"
                 + body + "\n"
             )
-        return [FILES["ort-mobile"], FILES["ort-mobile-config"]]
+        return ConvertResult((FILES["ort-mobile"], FILES["ort-mobile-config"]), "fp32",
+                             {"optimization_style": "Fixed", "target_platform": TARGET_PLATFORM})
 
     def load(self, path: str | Path, *, threads: int | None = None, device: str = "cpu", **opts: Any) -> OrtMobileSession:
         self.require()

@@ -7,9 +7,8 @@ replaced by the same transposed convolution without padding followed by a crop: 
 weights, same arithmetic, the border that padding would drop is sliced off) that sidesteps LiteRT's
 failure to legalise padded transposed convolutions (``failed to legalize operation 'mhlo.convolution'``;
 litert-torch issue 316), and :func:`export.runtimes.mobile.rewrite_for_xnnpack` turns reflection padding into
-slices and InstanceNorm into spatial means, which LiteRT keeps channels-last for XNNPACK (measured on the
-ngf-16 mobile student at 256x256, one thread: 406 -> 198 ms; the graph had lost 84 TRANSPOSE ops
-around its norms and pads). The fp16 variant casts the weights of convolutions and fully connected layers
+slices and InstanceNorm into spatial means, which LiteRT keeps channels-last for XNNPACK instead of
+transposing around every norm and pad. The fp16 variant casts the weights of convolutions and fully connected layers
 to fp16 with the AI Edge Quantizer's ``float_casting`` recipe; activations stay fp32 on the CPU, while
 the GPU delegate computes in fp16 with them.
 
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from export.runtimes import register_runtime
-from export.runtimes.base import ConvertContext, Session
+from export.runtimes.base import ConvertContext, ConvertResult, Session
 from export.runtimes.mobile import (
     MobileRuntime,
     StaticShapeSession,
@@ -126,7 +125,7 @@ class TFLiteRuntime(MobileRuntime):
     artifacts = dict(FILES)
     gates = {"tflite": "fp32", "tflite-fp16": "fp16"}
 
-    def convert(self, ctx: ConvertContext) -> list[str]:
+    def convert(self, ctx: ConvertContext) -> ConvertResult:
         """Write ``model.tflite`` and (unless ``options["tflite_fp16"]`` is False) ``model.fp16.tflite``."""
         self.require()
         os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
@@ -135,8 +134,8 @@ class TFLiteRuntime(MobileRuntime):
         import torch
 
         module = eval_copy(ctx.module)
-        crop_padded_conv_transpose(module)
-        rewrite_for_xnnpack(module)
+        cropped = crop_padded_conv_transpose(module)
+        rewritten = rewrite_for_xnnpack(module)
         bundle = Path(ctx.bundle_dir)
         with torch.no_grad():
             edge = litert_torch.convert(module, (example_input(static_shape(ctx.example_shape)),))
@@ -145,7 +144,8 @@ class TFLiteRuntime(MobileRuntime):
         if ctx.options.get("tflite_fp16", True):
             write_fp16_weights(bundle / FILES["tflite"], bundle / FILES["tflite-fp16"])
             written.append(FILES["tflite-fp16"])
-        return written
+        return ConvertResult(tuple(written), "fp32", {"cropped_conv_transpose": cropped, "rewritten_layers": rewritten,
+                                                      "fp16_weights_variant": FILES["tflite-fp16"] in written})
 
     def load(self, path: str | Path, *, threads: int | None = None, device: str = "cpu", **opts: Any) -> TFLiteSession:
         self.require()
