@@ -23,13 +23,12 @@ import numpy as np
 
 
 def _artifacts(bundle: Path, manifest: Any) -> dict[str, tuple[str, str, dict[str, Any]]]:
-    """name -> (runtime, file role, load options) for every fp32 / int8 artifact in the bundle."""
+    """name -> (runtime, file role, load options beyond the bundle's own) for every fp32 / int8 artifact."""
     out = {}
     for name, runtime, role in (("onnxruntime fp32", "onnxruntime", "fp32"), ("onnxruntime int8", "onnxruntime", "int8"),
                                 ("openvino fp32", "openvino", "openvino"), ("openvino int8", "openvino", "openvino-int8")):
         if role in manifest.files:
-            precision = (manifest.runtimes.get(role) or {}).get("precision")
-            out[name] = (runtime, role, {"precision": precision} if runtime == "openvino" and precision else {})
+            out[name] = (runtime, role, {})
     if "openvino" in manifest.files and (manifest.runtimes.get("openvino") or {}).get("precision") not in (None, "f32"):
         out["openvino f32"] = ("openvino", "openvino", {"precision": "f32"})  # true fp32 beside the reduced default
     return out
@@ -55,7 +54,7 @@ def run(bundle: Path, images: Path, limit: int, threads: int, rounds: int, block
                               "quality": {}, "speed": {}}
     sessions = {}
     for name, (runtime, role, opts) in _artifacts(bundle, manifest).items():
-        session = get_runtime(runtime).load(manifest.model_path(bundle, role), threads=threads, **opts)
+        session = get_runtime(runtime).load_from_bundle(bundle, manifest, role, threads=threads, **opts)
         out = np.concatenate([session.run(x[i:i + 1]) for i in range(len(x))])
         row = compare(name, out, ref, "info")
         report["quality"][name] = {"psnr_db": row["psnr_db"], "ssim": row["ssim"], "max_abs": row["max_abs"],

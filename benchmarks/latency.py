@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from distill.errors import ConfigError, MissingDependencyError
+from slimgan.errors import ConfigError, MissingDependencyError
 from export.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -155,18 +155,14 @@ def _runtime_factory(runtime: str, role: str, device: str = "cpu", hint: str = "
         static = (bundle.manifest.runtimes.get(runtime) or {}).get("input_shape")
         if static and runtime != "ncnn" and list(static[1:]) != list(x.shape[1:]):
             raise Skip(f"{path.name} was converted for {'x'.join(map(str, static))} inputs; re-export at this --res to time it")
-        opts = {}
-        precision = (bundle.manifest.runtimes.get(role) or {}).get("precision")
-        if runtime == "openvino" and precision in ("f32", "bf16", "f16"):
-            opts["precision"] = precision
         if runtime == "onnxruntime" and device == "cuda":
             import onnxruntime as ort
 
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise Skip(f"ONNX Runtime {ort.__version__} has no CUDAExecutionProvider (available: "
                            f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu on a CUDA machine")
-            opts["providers"] = ["CUDAExecutionProvider"]
-        session = rt.load(path, threads=threads, device=device, **opts)
+        # loaded as export checked it and serve runs it: the runtime's own options (export.runtimes)
+        session = rt.load_from_bundle(bundle.path, bundle.manifest, role, threads=threads, device=device)
         info = session.describe()
         label = " ".join(str(v) for v in (info.get("runtime"), info.get("version"), info.get("device"), info.get("precision")) if v)
         return (lambda: session.run(x)), label

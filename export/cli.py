@@ -90,9 +90,11 @@ def _print_result(result, as_json: bool) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from slimgan.errors import ConfigError
     from export.bundle import export_bundle
+    from export.config import ExportConfig
     from export.pair import export_pair
 
-    options = dict(
+    config = ExportConfig.create(
+        teacher=args.teacher,
         res=args.res,
         height=args.height,
         width=args.width,
@@ -114,9 +116,9 @@ def run_export(args: argparse.Namespace) -> int:
     if args.teacher_bundle:
         if not args.teacher:
             raise ConfigError("--teacher-bundle needs --teacher CKPT (the checkpoint to export into it)")
-        results = export_pair(args.checkpoint, args.out, args.teacher, args.teacher_bundle, **options)
+        results = export_pair(args.checkpoint, args.out, args.teacher, args.teacher_bundle, config)
     else:
-        results = (export_bundle(args.checkpoint, args.out, teacher=args.teacher, **options),)
+        results = (export_bundle(args.checkpoint, args.out, config),)
     for result in results:
         _print_result(result, args.json)
     failed = [r["name"] for result in results for r in result.failed]

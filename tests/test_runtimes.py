@@ -37,8 +37,15 @@ def test_registry_names_and_unknown_runtime() -> None:
     names = runtime_names()
     assert {"onnxruntime", "openvino", "tensorrt"} <= set(names)
     assert {"onnxruntime", "openvino"} <= set(available_runtimes())
-    with pytest.raises(SlimganError, match="unknown runtime 'nope'; choose one of .*onnxruntime.*openvino"):
+    with pytest.raises(SlimganError, match="unknown runtime 'nope'; choose one of: .*onnxruntime.*openvino"):
         get_runtime("nope")
+    with pytest.raises(SlimganError, match="did you mean 'openvino'"):
+        get_runtime("openvin")
+    # one registry with a duplicate check: a second runtime of a taken name is refused
+    from export.runtimes import register_runtime
+
+    with pytest.raises(SlimganError, match="runtime 'onnxruntime' is registered twice"):
+        register_runtime(type(get_runtime("onnxruntime"))())
 
 
 def test_tensorrt_unavailable_is_one_line_naming_the_extra() -> None:
@@ -56,8 +63,9 @@ def test_openvino_ir_matches_pytorch_and_onnxruntime(tiny) -> None:
     ov = get_runtime("openvino")
     bundle = root / "ov"
     bundle.mkdir()
-    written = ov.convert(ConvertContext(bundle, root / "model.onnx"))
-    assert written == ["model.xml", "model.bin"] and all((bundle / f).is_file() for f in written)
+    result = ov.convert(ConvertContext(bundle, root / "model.onnx"))
+    assert result.files == ("model.xml", "model.bin") and all((bundle / f).is_file() for f in result.files)
+    assert result.precision == "f32" and not result.rows  # no parity inputs: auto ships f32, unchecked
     session = ov.load(bundle / "model.xml", threads=1, precision="f32")
     out = session.run(x)
     assert out.shape == ref.shape and out.dtype == np.float32

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import importlib
 
-from slimgan.errors import SlimganError
-from export.runtimes.base import ConvertContext, Runtime, Session
+from slimgan.registry import Registry
+from export.runtimes.base import BundleFiles, ConvertContext, ConvertResult, Runtime, Session
 
 __all__ = [
+    "BundleFiles",
     "ConvertContext",
+    "ConvertResult",
     "Runtime",
     "Session",
     "available_runtimes",
@@ -23,7 +25,8 @@ __all__ = [
     "runtime_names",
 ]
 
-_REGISTRY: dict[str, Runtime] = {}
+# Plugins register more runtimes from the entry-point group ``slimgan.runtimes``.
+RUNTIMES: Registry[Runtime] = Registry("runtime", group="slimgan.runtimes")
 
 # Modules that register built-in runtimes when imported (a module missing here is skipped, so a
 # runtime can be added by dropping in its module and naming it).
@@ -40,10 +43,9 @@ _BUILTIN_MODULES = (
 _loaded = False
 
 
-def register_runtime(runtime: Runtime) -> Runtime:
-    """Register ``runtime`` under ``runtime.name`` (replacing one of the same name). Returns it."""
-    _REGISTRY[runtime.name] = runtime
-    return runtime
+def register_runtime(runtime: Runtime, *, replace: bool = False) -> Runtime:
+    """Register ``runtime`` under ``runtime.name``; a name registered twice raises unless ``replace``."""
+    return RUNTIMES.register(runtime.name, runtime, replace=replace)
 
 
 def _load_builtins() -> None:
@@ -62,18 +64,15 @@ def _load_builtins() -> None:
 def runtime_names() -> list[str]:
     """Every registered runtime name, installed or not."""
     _load_builtins()
-    return list(_REGISTRY)
+    return RUNTIMES.names()
 
 
 def get_runtime(name: str) -> Runtime:
-    """The runtime registered as ``name``; an unknown name raises :class:`SlimganError` listing the choices."""
+    """The runtime registered as ``name``; an unknown name raises :class:`ConfigError` listing the choices."""
     _load_builtins()
-    runtime = _REGISTRY.get(name)
-    if runtime is None:
-        raise SlimganError(f"unknown runtime {name!r}; choose one of {', '.join(_REGISTRY)}")
-    return runtime
+    return RUNTIMES.get(name)
 
 
 def available_runtimes() -> list[str]:
     """Names of the registered runtimes that are installed and usable here."""
-    return [name for name in runtime_names() if _REGISTRY[name].available()[0]]
+    return [name for name in runtime_names() if RUNTIMES.get(name).available()[0]]

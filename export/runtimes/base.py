@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from slimgan.errors import MissingDependencyError
+from slimgan.errors import ConfigError, MissingDependencyError
 
 
 @dataclass
@@ -38,6 +38,13 @@ class ConvertContext:
     example_shape: tuple = ()
     calib: np.ndarray | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # The parity check, for runtimes whose conversion depends on it (OpenVINO ships the reduced
+    # precision only when it passes): PyTorch's outputs on ``inputs``, None when export skips checks.
+    reference: np.ndarray | None = None
+    inputs: np.ndarray | None = None
+    threads: int = 1
+    label: str = "student"  # what the rows call the model (its role)
+    data_range: float = 2.0  # the output's span, for PSNR / SSIM
 
 
 @dataclass(frozen=True)
@@ -58,17 +65,55 @@ class ConvertResult:
     rows: tuple[dict[str, Any], ...] = ()
 
 
+@dataclass(frozen=True)
+class BundleFiles:
+    """The part of a manifest :meth:`Runtime.load_from_bundle` reads: ``files`` (role -> file name) and
+    ``runtimes`` (role -> how export checked it, e.g. ``{"precision": "bf16"}``). A
+    :class:`export.manifest.Manifest` is one; export's speed check builds one for the teacher's files."""
+
+    files: dict[str, str]
+    runtimes: dict[str, Any] = field(default_factory=dict)
+
+
 class Session:
-    """A loaded model: ``run`` maps an NCHW float32 batch to the output batch (float32)."""
+    """A loaded model: ``run`` maps an NCHW float32 batch to the output batch (float32).
+
+    :meth:`describe` is shared: the runtime's name and version, device, threads, precision and file,
+    from the attributes a session sets, plus :meth:`details` (runtime-specific settings).
+    """
 
     input_name: str = "input"
     output_name: str = "output"
+    runtime_name: str = ""
+    version: str | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    precision: str = "fp32"
+    path: Path | None = None
 
     def run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def describe(self) -> dict[str, Any]:
+    def run_with(self, x: np.ndarray, controls: dict[str, np.ndarray]) -> np.ndarray:
+        """``run`` with extra graph inputs (StyleGAN2's ``truncation``); runtimes without them refuse."""
+        if controls:
+            raise MissingDependencyError(f"runtime {self.runtime_name or type(self).__name__} cannot feed {', '.join(controls)}")
+        return self.run(x)
+
+    def details(self) -> dict[str, Any]:
+        """Runtime-specific settings for :meth:`describe` (providers, compile properties...)."""
         return {}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "runtime": self.runtime_name,
+            "version": self.version,
+            "device": self.device,
+            "threads": self.threads,
+            "precision": self.precision,
+            **self.details(),
+            "file": self.path.name if self.path is not None else None,
+        }
 
     def close(self) -> None:
         """Release the session (device memory, thread pools)."""
@@ -110,17 +155,47 @@ class Runtime:
         if not ok:
             raise MissingDependencyError(reason)
 
+    def convert_problem(self, options: dict[str, Any]) -> str | None:
+        """Why :meth:`convert` cannot run here with ``options`` (None when it can); export notes it and
+        leaves the artifact out instead of failing."""
+        ok, reason = self.available()
+        return None if ok else reason
+
     def convert(self, ctx: ConvertContext) -> ConvertResult:  # pragma: no cover - interface
         """Write this runtime's artifact(s) into ``ctx.bundle_dir``; return what was written."""
         raise NotImplementedError
 
-    def parity_rows(self, bundle_dir: Path, result: ConvertResult, reference: Any, inputs: np.ndarray) -> list[dict[str, Any]]:
+    def file_roles(self, result: ConvertResult) -> dict[str, str]:
+        """Manifest ``files`` entries (role -> name) for what ``result`` wrote."""
+        return {role: name for role, name in self.artifacts.items() if name in result.files}
+
+    def gate(self, precision: str) -> str:
+        """The :mod:`export.parity` gate of an artifact at ``precision``."""
+        return {"fp16": "fp16", "f16": "fp16", "bf16": "bf16", "int8": "int8"}.get(precision, "fp32")
+
+    def row_name(self, label: str, result: ConvertResult) -> str:
+        return f"{label}: torch vs {self.name} ({result.files[0]})"
+
+    def parity_rows(self, bundle_dir: Path, result: ConvertResult, reference: Any, inputs: np.ndarray, *,
+                    label: str = "student", threads: int = 1, data_range: float = 2.0) -> list[dict[str, Any]]:
         """This runtime's parity rows for ``result`` against ``reference`` outputs on ``inputs``.
 
         The default loads the main artifact and compares it with :mod:`export.parity`'s rule for the
         artifact's precision; a runtime that cannot run here (Core ML off macOS) overrides this.
         """
-        raise NotImplementedError
+        from export.parity import compare
+
+        session = self.load(Path(bundle_dir) / result.files[0], threads=threads)
+        try:
+            out = session.run(inputs)
+        finally:
+            session.close()
+        row = compare(self.row_name(label, result), out, reference, self.gate(result.precision), data_range=data_range)
+        return [row]
+
+    def bundle_options(self, manifest: Any, role: str) -> dict[str, Any]:
+        """Load options recorded in the bundle for ``role`` (none by default)."""
+        return {}
 
     def load_from_bundle(self, bundle_dir: str | Path, manifest: Any, role: str = "model", *,
                          threads: int | None = None, device: str = "cpu", **opts: Any) -> Session:
@@ -128,8 +203,13 @@ class Runtime:
 
         Every caller (serve, ``bench latency``, the INT8 benchmark, export's speed check) loads through
         here, so thread counts, performance hints and precision policy live in one place per runtime.
+        ``manifest``: a :class:`export.manifest.Manifest` or a :class:`BundleFiles`. ``opts`` override
+        the recorded options (``precision="f32"`` to time the true fp32 beside a reduced default).
         """
-        raise NotImplementedError
+        name = manifest.files.get(role) if isinstance(manifest.files, dict) else None
+        if name is None:
+            raise ConfigError(f"bundle {bundle_dir} has no {role} file for runtime {self.name}")
+        return self.load(Path(bundle_dir) / name, threads=threads, device=device, **{**self.bundle_options(manifest, role), **opts})
 
     def load(self, path: str | Path, *, threads: int | None = None, device: str = "cpu", **opts: Any) -> Session:  # pragma: no cover
         raise NotImplementedError

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from slimgan.errors import MissingDependencyError
+from slimgan.errors import ConfigError, MissingDependencyError
 from export.runtimes import register_runtime
-from export.runtimes.base import ConvertContext, Runtime, Session
+from export.runtimes.base import ConvertContext, ConvertResult, Runtime, Session
 
 DEFAULT_THREADS = 2
 
@@ -95,15 +95,24 @@ def make_session(
 
 
 class OrtSession(Session):
-    """An ``InferenceSession`` behind the :class:`Session` interface (``run`` is thread-safe)."""
+    """An ``InferenceSession`` behind the :class:`Session` interface (``run`` is thread-safe).
+
+    ``source``: a file, or the model's bytes (what :meth:`OnnxRuntime.load_from_bundle` passes, so the
+    served model is in memory and a file changed after start changes nothing).
+    """
 
     parallel_runs = 2
+    runtime_name = "onnxruntime"
 
-    def __init__(self, path: str | Path, threads: int | None, device: str, **opts: Any) -> None:
-        self.path = Path(path)
+    def __init__(self, source: str | Path | bytes, threads: int | None, device: str, *, path: str | Path | None = None,
+                 precision: str = "fp32", **opts: Any) -> None:
+        self.path = Path(path if path is not None else source)
         self.threads = int(threads) if threads else DEFAULT_THREADS
         self.providers = opts.pop("providers", None) or providers_for(device)
-        self.session = make_session(path, threads=self.threads, providers=self.providers, spinning=bool(opts.pop("spinning", False)))
+        self.session = make_session(source, threads=self.threads, providers=self.providers, spinning=bool(opts.pop("spinning", False)))
+        self.version = _ort().__version__
+        self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+        self.precision = precision
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_name = self.session.get_outputs()[0].name
@@ -111,36 +120,67 @@ class OrtSession(Session):
         self.input_dtype = _DTYPES.get(inp.type, np.float32)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        out = self.session.run([self.output_name], {self.input_name: np.asarray(x).astype(self.input_dtype, copy=False)})[0]
+        return self.run_with(x, {})
+
+    def run_with(self, x: np.ndarray, controls: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {self.input_name: np.asarray(x).astype(self.input_dtype, copy=False),
+                **{k: np.asarray(v, dtype=np.float32) for k, v in controls.items()}}
+        out = self.session.run([self.output_name], feed)[0]
         return np.asarray(out, dtype=np.float32)
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "runtime": "onnxruntime",
-            "version": _ort().__version__,
-            "device": "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu",
-            "providers": list(self.providers),
-            "threads": self.threads,
-            "file": self.path.name,
-        }
+    def details(self) -> dict[str, Any]:
+        return {"providers": list(self.providers)}
 
     def close(self) -> None:
         self.session = None
 
 
 class OnnxRuntime(Runtime):
+    """The reference runtime. ``convert`` writes the ONNX variants: ``options["precision"]`` ``fp32``
+    (the exported ``model.onnx`` itself), ``fp16`` (:mod:`export.fp16`) or ``int8`` (static QDQ on
+    ``ctx.calib``, :mod:`export.int8`)."""
+
     name = "onnxruntime"
     extra = None  # core dependency
     module_name = "onnxruntime"
     artifacts = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 
-    def convert(self, ctx: ConvertContext) -> list[str]:
-        """The fp32 ONNX is the artifact; export writes it (and fp16 / int8 on request) itself."""
-        return [Path(ctx.onnx_path).relative_to(ctx.bundle_dir).as_posix()] if Path(ctx.onnx_path).parent == Path(ctx.bundle_dir) else []
+    def convert(self, ctx: ConvertContext) -> ConvertResult:
+        precision = ctx.options.get("precision", "fp32")
+        bundle, onnx_path = Path(ctx.bundle_dir), Path(ctx.onnx_path)
+        if precision == "fp32":
+            return ConvertResult(files=(onnx_path.name,) if onnx_path.parent == bundle else (), precision="fp32")
+        dst = bundle / self.artifacts[precision]
+        if precision == "fp16":
+            from export.fp16 import convert_file
+
+            convert_file(onnx_path, dst)
+        elif precision == "int8":
+            from export.int8 import quantize_int8
+
+            if ctx.calib is None:
+                raise ConfigError("ONNX Runtime INT8 needs calibration inputs (--calib DIR)")
+            quantize_int8(onnx_path, dst, ctx.calib, ctx.options.get("input_name", "input"))
+        else:
+            raise ConfigError(f"onnxruntime precision {precision!r}: choose one of {', '.join(self.artifacts)}")
+        return ConvertResult(files=(dst.name,), precision=precision)
+
+    def row_name(self, label: str, result: ConvertResult) -> str:
+        return f"{label}: torch vs onnx {result.precision}"
 
     def load(self, path: str | Path, *, threads: int | None = None, device: str = "cpu", **opts: Any) -> OrtSession:
         self.require()
         return OrtSession(path, threads, device, **opts)
+
+    def load_from_bundle(self, bundle_dir: str | Path, manifest: Any, role: str = "fp32", *,
+                         threads: int | None = None, device: str = "cpu", **opts: Any) -> OrtSession:
+        """The bundle's ONNX for ``role`` (fp32 / fp16 / int8), read into memory, with slimgan's session options."""
+        self.require()
+        name = manifest.files.get(role)
+        if name is None:
+            raise ConfigError(f"bundle {bundle_dir} has no {role} ONNX model (files: {', '.join(manifest.files)})")
+        path = Path(bundle_dir) / name
+        return OrtSession(path.read_bytes(), threads, device, path=path, precision=role if role in self.artifacts else "fp32", **opts)
 
     def describe(self) -> dict[str, Any]:
         ok, _ = self.available()

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from export.runtimes import register_runtime
-from export.runtimes.base import ConvertContext, Runtime, Session
+from export.runtimes.base import ConvertContext, ConvertResult, Runtime, Session
 
 IR_FILES = {"openvino": "model.xml", "openvino-int8": "model.int8.xml"}
 
@@ -46,25 +46,42 @@ def precision_name(value: Any) -> str:
     return {"bfloat16": "bf16", "float32": "f32", "float16": "f16"}.get(text.split("'")[-2] if "'" in text else text, text)
 
 
+def read_ir(core: Any, xml: Path) -> tuple[Any, Any]:
+    """The IR ``xml`` (and its ``.bin`` weights) read into memory: (model, the weights tensor to keep alive).
+
+    ``compile_model(path)`` memory-maps ``model.bin``; a file truncated under a server would then kill it
+    with SIGBUS. The bytes read here are the process's own.
+    """
+    ov = _ov()
+    xml_bytes = xml.read_bytes()
+    bin_path = xml.with_suffix(".bin")
+    weights = ov.Tensor(np.frombuffer(bin_path.read_bytes(), dtype=np.uint8).copy()) if bin_path.is_file() else ov.Tensor(np.zeros(0, np.uint8))
+    return core.read_model(model=xml_bytes, weights=weights), weights
+
+
 class OpenVINOSession(Session):
-    """A compiled OpenVINO model. One infer request per calling thread (requests are not shareable)."""
+    """A compiled OpenVINO model, read into memory. One infer request per calling thread (requests are
+    not shareable)."""
 
     parallel_runs = 1
+    runtime_name = "openvino"
 
     def __init__(self, path: str | Path, threads: int | None, device: str, **opts: Any) -> None:
         import threading
 
         ov = _ov()
         self.path = Path(path)
-        self.threads = int(threads) if threads else None
         self.device = "CPU" if device in ("cpu", "auto") else device.upper()
         self.config = opts.pop("config", None) or compile_config(threads, opts.pop("precision", None), opts.pop("hint", "LATENCY"))
         core = ov.Core()
-        self.compiled = core.compile_model(str(self.path), self.device, self.config)
+        model, self._weights = read_ir(core, self.path)
+        self.compiled = core.compile_model(model, self.device, self.config)
         self.input_name = self.compiled.input(0).get_any_name()
         self.output_name = self.compiled.output(0).get_any_name()
         self._local = threading.local()
         self.precision = precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
+        self.version = ov.get_version()
 
     def _request(self) -> Any:
         req = getattr(self._local, "request", None)
@@ -78,41 +95,99 @@ class OpenVINOSession(Session):
         return np.array(req.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "runtime": "openvino",
-            "version": _ov().get_version(),
-            "device": self.device.lower(),
-            "threads": int(self.compiled.get_property("INFERENCE_NUM_THREADS")),
-            "precision": self.precision,
-            "config": dict(self.config),
-            "file": self.path.name,
-        }
+        return {**super().describe(), "device": self.device.lower()}
+
+    def details(self) -> dict[str, Any]:
+        return {"config": dict(self.config)}
 
     def close(self) -> None:
         self._local = None
         self.compiled = None
+        self._weights = None
 
 
 class OpenVINORuntime(Runtime):
+    """The IR and, with ``options["int8"]``, NNCF's INT8 IR quantised from the bundle's ``model.xml``.
+
+    Precision policy (``options["precision"]``, ``--openvino-precision``): ``auto`` checks f32 and, where
+    the CPU defaults to a reduced precision (bf16), that one too, and ships the reduced one when it
+    passes its gate (PSNR >= 40 dB, as fp16); ``f32`` / ``bf16`` force one. Without a parity check
+    (``ctx.reference`` None) ``auto`` ships f32.
+    """
+
     name = "openvino"
     extra = None  # core dependency; NNCF INT8 needs the "openvino-int8" extra
     module_name = "openvino"
     artifacts = {"openvino": IR_FILES["openvino"], "openvino-int8": IR_FILES["openvino-int8"]}
 
-    def convert(self, ctx: ConvertContext) -> list[str]:
+    def convert_problem(self, options: dict[str, Any]) -> str | None:
+        problem = super().convert_problem(options)
+        if problem is None and options.get("int8"):
+            from export.runtimes.openvino_int8 import nncf_problem
+
+            missing = nncf_problem()
+            problem = f"openvino-int8 skipped: {missing}" if missing else None
+        return problem
+
+    def convert(self, ctx: ConvertContext) -> ConvertResult:
         self.require()
         ov = _ov()
         bundle = Path(ctx.bundle_dir)
-        # options["source_onnx"]: the graph optimised for OpenVINO (export.optimize targets), else the fp32 ONNX
-        model = ov.convert_model(str(ctx.options.get("source_onnx") or ctx.onnx_path))
-        xml = bundle / IR_FILES["openvino"]
-        ov.save_model(model, str(xml), compress_to_fp16=False)
-        written = [xml.name, xml.with_suffix(".bin").name]
-        if ctx.options.get("int8"):
+        int8 = bool(ctx.options.get("int8"))
+        xml = bundle / IR_FILES["openvino-int8" if int8 else "openvino"]
+        if int8:
             from export.runtimes.openvino_int8 import quantize_ir
 
-            written += quantize_ir(xml, bundle / IR_FILES["openvino-int8"], ctx.calib, ctx.options)
-        return written
+            quantize_ir(bundle / IR_FILES["openvino"], xml, ctx.calib, ctx.options)
+        else:
+            # options["source_onnx"]: the graph optimised for OpenVINO (export.optimize targets), else the fp32 ONNX
+            model = ov.convert_model(str(ctx.options.get("source_onnx") or ctx.onnx_path))
+            ov.save_model(model, str(xml), compress_to_fp16=False)
+        files = (xml.name, xml.with_suffix(".bin").name)
+        asked = ctx.options.get("precision", "auto")
+        if ctx.reference is None or ctx.inputs is None:
+            return ConvertResult(files=files, precision="f32" if asked == "auto" else asked)
+        rows, precision, notes = self._precision_rows(xml, ctx, asked, "int8" if int8 else "fp32")
+        return ConvertResult(files=files, precision=precision, rows=tuple(rows), report={"notes": notes})
+
+    def _precision_rows(self, xml: Path, ctx: ConvertContext, asked: str, gate: str) -> tuple[list[dict[str, Any]], str, list[str]]:
+        """Parity rows of the IR at f32 and at the CPU's reduced precision, and the precision to ship."""
+        from export.parity import compare
+
+        label = " int8" if gate == "int8" else ""
+        name = f"{ctx.label}: torch vs openvino{label}"
+        native = self.load(xml, threads=ctx.threads).precision if asked == "auto" else asked
+        rows, notes = [], []
+        if asked in ("auto", "f32") or native == "f32":
+            rows.append(compare(f"{name} f32", self._run(xml, ctx, "f32"), ctx.reference, gate, data_range=ctx.data_range))
+        if native == "f32":
+            return rows, "f32", notes
+        row = compare(f"{name} {native}", self._run(xml, ctx, native), ctx.reference, "int8" if gate == "int8" else "bf16",
+                      data_range=ctx.data_range)
+        rows.append(row)
+        if asked == "auto" and row["passed"] is False:
+            # Not shipped, so not a deployment failure: keep the numbers, run the bundle in f32.
+            row["passed"] = None
+            row["criterion"] = f"not shipped: {row['criterion']} failed, OpenVINO runs this bundle in f32"
+            notes.append(f"openvino{label}: {native} below its parity gate (PSNR {row.get('psnr_db')}); shipping f32")
+            return rows, "f32", notes
+        return rows, native, notes
+
+    def _run(self, xml: Path, ctx: ConvertContext, precision: str) -> np.ndarray:
+        session = self.load(xml, threads=ctx.threads, precision=precision)
+        try:
+            return session.run(ctx.inputs)
+        finally:
+            session.close()
+
+    def file_roles(self, result: ConvertResult) -> dict[str, str]:
+        roles = super().file_roles(result)
+        return {**roles, **{f"{role}-weights": Path(name).with_suffix(".bin").name for role, name in roles.items()}}
+
+    def bundle_options(self, manifest: Any, role: str) -> dict[str, Any]:
+        """The compile precision export checked and timed (``manifest.runtimes[role].precision``)."""
+        precision = ((getattr(manifest, "runtimes", None) or {}).get(role) or {}).get("precision")
+        return {"precision": precision} if precision in ("f32", "bf16", "f16") else {}
 
     def load(self, path: str | Path, *, threads: int | None = None, device: str = "cpu", **opts: Any) -> OpenVINOSession:
         self.require()

@@ -22,7 +22,7 @@ import numpy as np
 
 from slimgan.errors import ConfigError, MissingDependencyError
 from export.runtimes import register_runtime
-from export.runtimes.base import ConvertContext, Runtime, Session
+from export.runtimes.base import ConvertContext, ConvertResult, Runtime, Session
 
 _H2D, _D2H = 1, 2  # cudaMemcpyKind
 
@@ -72,12 +72,15 @@ class TensorRTSession(Session):
     """A deserialized engine with device buffers for the largest profile shape."""
 
     parallel_runs = 1
+    runtime_name = "tensorrt"
+    device = "cuda"
 
     def __init__(self, path: str | Path) -> None:
         import tensorrt as trt
 
         self.trt = trt
         self.path = Path(path)
+        self.version = str(trt.__version__)
         self.cuda = _CudaRuntime()
         self.d_input = self.d_output = 0
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -90,6 +93,7 @@ class TensorRTSession(Session):
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self.input_name, self.output_name = inputs[0], outputs[0]
         self.input_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
+        self.precision = str(self.input_dtype)
         self.output_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
         shape = tuple(self.engine.get_tensor_shape(self.input_name))
         self.fixed_batch: int | None = None
@@ -120,10 +124,6 @@ class TensorRTSession(Session):
         self.cuda.sync(self.stream)
         return host_out.astype(np.float32, copy=False)
 
-    def describe(self) -> dict[str, Any]:
-        return {"runtime": "tensorrt", "version": str(self.trt.__version__), "device": "cuda", "threads": None,
-                "precision": str(self.input_dtype), "file": self.path.name}
-
     def close(self) -> None:
         for ptr in (self.d_input, self.d_output):
             if ptr:
@@ -145,9 +145,10 @@ class TensorRTRuntime(Runtime):
             return False, self.install_hint(f"needs {' and '.join(reasons)}")
         return True, "ok"
 
-    def convert(self, ctx: ConvertContext) -> list[str]:
+    def convert(self, ctx: ConvertContext) -> ConvertResult:
         """Build ``model.plan``. ``options``: ``fp16`` (bool), ``batch`` ``(min, opt, max)``, ``input_name``,
-        ``fp16_onnx`` (the strongly typed source for TensorRT 11). Sets ``options["engine"]`` (EngineInfo)."""
+        ``fp16_onnx`` (the strongly typed source for TensorRT 11). The engine's build facts are the
+        result's ``report["engine"]``; its precision is the build mode."""
         self.require()
         from export.tensorrt_engine import build_engine
 
@@ -160,8 +161,21 @@ class TensorRTRuntime(Runtime):
             ctx.onnx_path, bundle / self.artifacts["plan"], ctx.options.get("input_name", "input"),
             (bmin, *sample), (bopt, *sample), (bmax, *sample), fp16=fp16, fp16_onnx_path=fp16_onnx,
         )
-        ctx.options["engine"] = info
-        return [self.artifacts["plan"]]
+        report = {"engine": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(info).items()}, "batch": [bmin, bopt, bmax]}
+        return ConvertResult(files=(self.artifacts["plan"],), precision=info.mode, report=report)
+
+    def gate(self, precision: str) -> str:
+        return "fp32" if precision in ("fp32", "tf32") else "fp16"
+
+    def row_name(self, label: str, result: ConvertResult) -> str:
+        return f"{label}: torch vs tensorrt ({result.precision})"
+
+    def parity_rows(self, bundle_dir: Path, result: ConvertResult, reference: Any, inputs: np.ndarray, *,
+                    label: str = "student", threads: int = 1, data_range: float = 2.0) -> list[dict[str, Any]]:
+        """As the default, on as many rows of ``inputs`` as the engine's batch profile allows."""
+        bmin, _, bmax = result.report.get("batch", (1, 1, 8))
+        n = max(bmin, min(len(inputs), bmax))
+        return super().parity_rows(bundle_dir, result, reference[:n], inputs[:n], label=label, threads=threads, data_range=data_range)
 
     def load(self, path: str | Path, *, threads: int | None = None, device: str = "cuda", **opts: Any) -> TensorRTSession:
         self.require()

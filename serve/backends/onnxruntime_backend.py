@@ -1,9 +1,8 @@
 """ONNX Runtime backend: CPU by default, the CUDA execution provider where this build has it.
 
-Session options are those of :mod:`export.runtimes.onnxruntime` (full graph optimisation, sequential
-execution, ``intra_op_num_threads = threads``, idle threads that do not spin), the same as export's
-checks, so a served bundle runs the graph export measured. ``InferenceSession.run`` is thread-safe,
-so two micro-batches may compute at once.
+The session comes from :meth:`export.runtimes.onnxruntime.OnnxRuntime.load_from_bundle` (the model read
+into memory, with the session options of export's checks), so a served bundle runs the graph export
+measured. ``InferenceSession.run`` is thread-safe, so two micro-batches may compute at once.
 """
 
 from __future__ import annotations
@@ -34,8 +33,4 @@ class OnnxRuntimeBackend(RuntimeBackend):
         if self.truncation_input is None:
             return super().run(batch)
         # Rows are [z, ψ] (ServedModel.latents): ψ feeds the graph's truncation input.
-        ort_session = self.session.session
-        feed = {self.session.input_name: batch[:, :-1].astype(self.session.input_dtype),
-                self.truncation_input: batch[:, -1:].astype(np.float32)}
-        out = ort_session.run([self.session.output_name], feed)[0]
-        return np.asarray(out, dtype=np.float32)
+        return self.session.run_with(batch[:, :-1], {self.truncation_input: batch[:, -1:]})

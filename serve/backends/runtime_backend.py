@@ -1,8 +1,10 @@
 """A serving backend over one runtime of :mod:`export.runtimes` (ONNX Runtime, OpenVINO, TensorRT, ...).
 
-The bundle's file for ``--precision`` is looked up per runtime (:attr:`RuntimeBackend.roles`); the
-runtime is loaded with the settings export checked and timed it with (``manifest.runtimes``, e.g.
-OpenVINO's compile precision), so a served bundle runs the graph export measured.
+The bundle's file for ``--precision`` is looked up per runtime (:attr:`RuntimeBackend.roles`) and loaded
+through the runtime's own :meth:`~export.runtimes.base.Runtime.load_from_bundle`: the settings export
+checked and timed it with (``manifest.runtimes``, e.g. OpenVINO's compile precision) and the runtime's
+thread and performance options live there, not here. Runtimes read the model into memory, so files
+changed after start change nothing until an explicit reload.
 """
 
 from __future__ import annotations
@@ -50,19 +52,13 @@ class RuntimeBackend(Backend):
         if not path.is_file():
             raise ConfigError(f"bundle {bundle_dir}: {settings.precision} model {path.name} is missing")
 
-    def load_options(self, role: str) -> dict[str, Any]:
-        """Runtime options the export recorded for this artifact (none by default)."""
-        return {}
-
     def __init__(self, bundle_dir: Path, manifest: Manifest, settings: ServeSettings) -> None:
         super().__init__(bundle_dir, manifest, settings)
         self.check(bundle_dir, manifest, settings)
         role = self.role(bundle_dir, manifest, settings)
         # default: the cores, shared between uvicorn workers so processes do not oversubscribe them
         threads = settings.threads or max(1, (os.cpu_count() or 1) // settings.workers)
-        self.session = get_runtime(self.runtime).load(
-            manifest.model_path(bundle_dir, role), threads=threads, device=settings.device, **self.load_options(role)
-        )
+        self.session = get_runtime(self.runtime).load_from_bundle(bundle_dir, manifest, role, threads=threads, device=settings.device)
         self.parallel_runs = int(getattr(self.session, "parallel_runs", 1))
         self.fixed_batch = getattr(self.session, "fixed_batch", None)
         self.max_batch = getattr(self.session, "max_batch", None) or (int(manifest.max_batch) if manifest.max_batch else None)
