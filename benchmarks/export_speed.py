@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (teacher 1 call, student 5 calls each)")
     args = parser.parse_args(argv)
 
-    from export.runtime import make_session
+    from export.runtimes.onnxruntime import make_session
 
     x = np.random.default_rng(2).uniform(-1, 1, (1, 3, args.res, args.res)).astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="slimgan-export-speed-") as tmp:

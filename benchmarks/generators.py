@@ -32,7 +32,7 @@ def load_generator(path: str | Path, threads: int | None = None) -> Generator:
         import numpy as np
 
         from export.manifest import Manifest
-        from export.runtime import make_session
+        from export.runtimes.onnxruntime import make_session
 
         manifest = Manifest.load(path)
         session = make_session(manifest.model_path(path, "fp32"), threads=threads)

@@ -14,7 +14,7 @@ image, which does not: the server process's CPU per request next to raw ORT's CP
 
 Reported per concurrency: throughput (requests/s), p50/p90/p99 latency, non-2xx and 5xx counts, and
 the ratio to the raw ONNX Runtime throughput of the same bundle (batch 1, same intra-op threads),
-measured in-process with :func:`export.runtime.time_session` right before each level (so both see
+measured in-process with :func:`export.runtimes.timing.time_session` right before each level (so both see
 the same background load), with idle intra-op threads spinning (ONNX Runtime's default) and
 sleeping (the server's and export's setting); the ratio uses the faster of the two.
 """
@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from export.manifest import Manifest
-from export.runtime import session_options, summarize_times, time_session
+from export.runtimes.onnxruntime import session_options
+from export.runtimes.timing import summarize_times, time_session
 
 
 @dataclass

@@ -197,7 +197,8 @@ def _reference_conv(channels: int, size: int) -> bytes:
 
 def measure_host(threads: int | None, channels: int = 128, size: int = 56, min_time_s: float = 0.3) -> dict[str, float]:
     """This machine's achievable peaks: ONNX Runtime 3x3 convolution GFLOP/s and array-copy GB/s."""
-    from export.runtime import make_session, time_session
+    from export.runtimes.onnxruntime import make_session
+    from export.runtimes.timing import time_session
 
     session = make_session(_reference_conv(channels, size), threads=threads)
     x = np.random.default_rng(0).standard_normal((1, channels, size, size)).astype(np.float32)

@@ -86,8 +86,8 @@ def _torch_export(model: nn.Module, example: torch.Tensor, opset: int, dynamic_a
 
 
 def run_onnx(model: onnx.ModelProto | str | Path, x: np.ndarray, threads: int = 2) -> np.ndarray:
-    """Run one input through ONNX Runtime CPU (used to verify graphs; see export.runtime for sessions)."""
-    from export.runtime import make_session
+    """Run one input through ONNX Runtime CPU (used to verify graphs; sessions: export.runtimes.onnxruntime)."""
+    from export.runtimes.onnxruntime import make_session
 
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
     sess = make_session(source, threads=threads)
@@ -175,11 +175,13 @@ def export_onnx(
     ``example`` is an input of the real distribution at the checked shape. The graph passes
     ``onnx.checker.check_model(full_check=True)``; when a dynamic-spatial export does not run at a second
     size in ONNX Runtime, the export is repeated with fixed spatial axes and the fallback is noted.
+    A model family with its own exporter (:mod:`export.exporters`, e.g. StyleGAN2) is exported by it.
     """
-    from export.stylegan2_export import export_stylegan2, is_stylegan2
+    from export.exporters import exporter_for
 
-    if is_stylegan2(model):  # truncation ψ as a second graph input, mean w and noise inside
-        return export_stylegan2(model, path, example, opset=opset, dynamic_batch=dynamic_batch)
+    family_exporter = exporter_for(model)
+    if family_exporter is not None:
+        return family_exporter(model, path, example, opset=opset, dynamic_batch=dynamic_batch)
     if opset < MIN_OPSET:
         raise ExportError(f"--opset {opset} is too old; slimgan exports opset >= {MIN_OPSET}")
     path = Path(path)
@@ -190,65 +192,66 @@ def export_onnx(
     try:
         model = bake_parametrizations(original)
         spatial = dynamic_spatial and input_kind == "image"
-        axes = dynamic_axes_for(input_kind, spatial, dynamic_batch)
         try:
-            proto = _torch_export(model, example, opset, axes)
+            proto = _torch_export(model, example, opset, dynamic_axes_for(input_kind, spatial, dynamic_batch))
         except Exception as exc:  # noqa: BLE001 - the exporter raises many types
             raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: {exc}") from exc
         x = example.detach().cpu().numpy().astype(np.float32)
         if spatial:
             proto, spatial = _check_spatial(model, proto, example, opset, dynamic_batch, notes)
-        try:
-            onnx.checker.check_model(proto, full_check=True)
-        except onnx.checker.ValidationError as exc:
-            raise ExportError(f"exported graph fails onnx.checker: {exc}") from exc
+        _check(proto, "exported graph")
         simplified = False
         if simplify:
             proto, simplified, note = simplify_verified(proto, x)
             notes.append(note)
             if simplified:
-                try:
-                    onnx.checker.check_model(proto, full_check=True)
-                except onnx.checker.ValidationError as exc:
-                    raise ExportError(f"simplified graph fails onnx.checker: {exc}") from exc
+                _check(proto, "simplified graph")
         optimized: list[str] = []
         variants: dict[str, Path] = {}
         if optimize:
-            from export.optimize import optimize_verified
-
-            step = _size_step(model)
-            probes = [x]
-            if spatial:  # also a second size, as the dynamic graph must hold at every valid size
-                probes.append(_probe(x, step))
-            even = input_kind == "image" and step % 2 == 0
-            for target, target_path in (targets or {}).items():
-                variant, v_notes = optimize_verified(proto, probes, even_inputs=even, target=target)
-                variant.producer_name = "slimgan"
-                Path(target_path).parent.mkdir(parents=True, exist_ok=True)
-                onnx.save(variant, str(target_path))
-                variants[target] = Path(target_path)
-                notes += v_notes
-            proto, optimized = optimize_verified(proto, probes, even_inputs=even)
-            notes += optimized
+            proto, optimized, variants = _optimize(model, proto, x, spatial, input_kind, targets or {}, notes)
     finally:
         original.train(was_training)
     proto.producer_name = "slimgan"
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(path))
     return OnnxExport(
-        path=path,
-        opset=opset,
-        input_name=INPUT_NAME,
-        output_name=OUTPUT_NAME,
-        input_shape=_shape_of(proto.graph.input[0]),
-        output_shape=_shape_of(proto.graph.output[0]),
-        dynamic_batch=dynamic_batch,
-        dynamic_spatial=spatial,
-        simplified=simplified,
-        notes=notes,
-        optimized=[n for n in optimized if n.startswith("optimised")],
-        variants=variants,
+        path=path, opset=opset, input_name=INPUT_NAME, output_name=OUTPUT_NAME,
+        input_shape=_shape_of(proto.graph.input[0]), output_shape=_shape_of(proto.graph.output[0]),
+        dynamic_batch=dynamic_batch, dynamic_spatial=spatial, simplified=simplified, notes=notes,
+        optimized=[n for n in optimized if n.startswith("optimised")], variants=variants,
     )
+
+
+def _check(proto: onnx.ModelProto, what: str) -> None:
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"{what} fails onnx.checker: {exc}") from exc
+
+
+def _optimize(model: nn.Module, proto: onnx.ModelProto, x: np.ndarray, spatial: bool, input_kind: str,
+              targets: dict[str, str | Path], notes: list[str]) -> tuple[onnx.ModelProto, list[str], dict[str, Path]]:
+    """The exact rewrites of :mod:`export.optimize`, verified on ``x`` (and a second size when the graph
+    is dynamic); each of ``targets`` (runtime -> path) gets its own variant written."""
+    from export.optimize import optimize_verified
+
+    step = _size_step(model)
+    probes = [x]
+    if spatial:  # also a second size, as the dynamic graph must hold at every valid size
+        probes.append(_probe(x, step))
+    even = input_kind == "image" and step % 2 == 0
+    variants: dict[str, Path] = {}
+    for target, target_path in targets.items():
+        variant, v_notes = optimize_verified(proto, probes, even_inputs=even, target=target)
+        variant.producer_name = "slimgan"
+        Path(target_path).parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(variant, str(target_path))
+        variants[target] = Path(target_path)
+        notes += v_notes
+    proto, optimized = optimize_verified(proto, probes, even_inputs=even)
+    notes += optimized
+    return proto, optimized, variants
 
 
 def _check_spatial(

@@ -363,7 +363,7 @@ def optimize_model(model: onnx.ModelProto, even_inputs: bool = False, target: st
 
 
 def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    from export.runtime import make_session
+    from export.runtimes.onnxruntime import make_session
 
     sess = make_session(model.SerializeToString(), threads=2)
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]

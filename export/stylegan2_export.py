@@ -38,6 +38,7 @@ from export.onnx_export import (
     OnnxExport,
     _shape_of,
 )
+from export.exporters import register_exporter
 
 TRUNCATION_NAME = "truncation"
 PARITY_TRUNCATIONS = (0.7, 0.5)
@@ -67,7 +68,7 @@ class StyleGAN2Export(OnnxExport):
     def parity_rows(self, model: nn.Module, z: np.ndarray, threads: int) -> list[dict[str, Any]]:
         """torch vs ONNX fp32 at ψ < 1, where the mean w inside the graph matters (ψ = 1 is the plain row)."""
         from export.parity import compare
-        from export.runtime import make_session
+        from export.runtimes.onnxruntime import make_session
 
         sess = make_session(self.path, threads=threads)
         rows = []
@@ -80,6 +81,7 @@ class StyleGAN2Export(OnnxExport):
         return rows
 
 
+@register_exporter("stylegan2", matches=is_stylegan2)
 def export_stylegan2(model: nn.Module, path: str | Path, example: torch.Tensor, *, opset: int = DEFAULT_OPSET,
                      dynamic_batch: bool = True, **_: Any) -> StyleGAN2Export:
     """Export a StyleGAN2 generator (eval mode) to ``path``; see the module docstring."""

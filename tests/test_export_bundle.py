@@ -16,7 +16,7 @@ from distill import create_model, save_checkpoint
 from slimgan.cli import main
 from distill.registry import register_model
 from export.manifest import Manifest
-from export.runtime import make_session
+from export.runtimes.onnxruntime import make_session
 
 
 class TraceBrokenGenerator(nn.Module):

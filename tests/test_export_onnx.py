@@ -12,7 +12,8 @@ from distill.registry import create_model, list_models, model_info
 from export.fp16 import convert_to_fp16, fp16_node_precisions
 from export.onnx_export import export_onnx, run_onnx
 from export.parity import compare
-from export.runtime import make_session, time_session
+from export.runtimes.onnxruntime import make_session
+from export.runtimes.timing import time_session
 
 TINY = {
     "resnet_9blocks": {"ngf": 4},

@@ -18,7 +18,7 @@ from export.optimize import (
     optimize_verified,
     spatial_is_even,
 )
-from export.runtime import make_session
+from export.runtimes.onnxruntime import make_session
 
 RNG = np.random.default_rng(0)
 

@@ -11,7 +11,7 @@ Run through ``run_on_jetson.sh`` on the device. For each bundle:
 3. record the device: ``/proc/device-tree/model``, ``nvpmodel -q``, ``jetson_clocks --show``,
    ``/etc/nv_tegra_release``, the ``nvidia-jetpack`` and TensorRT package versions.
 
-Imports only torch-free slimgan modules (``export.manifest``, ``export.runtime``, ``benchmarks.latency``)
+Imports only torch-free slimgan modules (``export.manifest``, ``export.runtimes``, ``benchmarks.latency``)
 and numpy, so the device needs no PyTorch.
 """
 
@@ -94,7 +94,7 @@ def _shape_arg(name: str, shape: tuple[int, ...]) -> str:
 def bench_bundle(bundle: Any, batch: int, res: int, precision: str, work: Path, args: argparse.Namespace) -> dict:
     """Build and time one bundle with trtexec; returns a latency.json result row."""
     from benchmarks.latency import make_input
-    from export.runtime import summarize_times
+    from export.runtimes.timing import summarize_times
 
     onnx_path = bundle.manifest.model_path(bundle.path, "fp32")
     x = make_input(bundle.manifest, batch, res)
