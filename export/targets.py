@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from slimgan.errors import ConfigError
 from export.isolation import LOG_DIR, IsolatedJob, IsolatedRun, ParityJob, failure_row, run_isolated
 from export.runtimes.base import ConvertResult
+from slimgan.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,6 @@ import time
 import numpy as np
 import pytest
 import torch
-
-from distill import create_model, save_checkpoint
-from export.isolation import IsolatedJob, ParityJob, run_isolated
-from export.onnx_export import export_onnx
 from isolation_runtimes import (
     NOISE_LINES,
     AbortInConvertRuntime,
@@ -30,6 +26,10 @@ from isolation_runtimes import (
     SegfaultOnUseRuntime,
     WrongNumbersRuntime,
 )
+
+from distill import create_model, save_checkpoint
+from export.isolation import IsolatedJob, ParityJob, run_isolated
+from export.onnx_export import export_onnx
 
 RES = 32
 

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from slimgan.errors import SlimganError
 from export.runtimes import register_runtime
 from export.runtimes.base import ConvertContext, ConvertResult, Session
 from export.runtimes.mobile import (
@@ -39,6 +38,7 @@ from export.runtimes.mobile import (
     require_packages,
     static_shape,
 )
+from slimgan.errors import SlimganError
 
 FILES = {"coreml": "model.mlpackage"}
 UNAVAILABLE = "Core ML predictions need macOS (coremltools has no Linux runtime)"

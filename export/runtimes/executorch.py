@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from slimgan.errors import SlimganError
 from export.runtimes import register_runtime
 from export.runtimes.base import ConvertContext, ConvertResult, Session
 from export.runtimes.mobile import (
@@ -39,6 +38,7 @@ from export.runtimes.mobile import (
     rewrite_for_xnnpack,
     static_shape,
 )
+from slimgan.errors import SlimganError
 
 FILES = {"executorch": "model.pte"}
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from slimgan.errors import MissingDependencyError, SlimganError
 from export.runtimes.base import ConvertResult, Runtime, Session
+from slimgan.errors import MissingDependencyError, SlimganError
 
 # What an artifact's describe() reports as its device class when timed here.
 HOST_LABEL = "host"

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from slimgan.errors import SlimganError
 from export.runtimes import register_runtime
 from export.runtimes.base import ConvertContext, ConvertResult, Session
 from export.runtimes.mobile import (
@@ -36,6 +35,7 @@ from export.runtimes.mobile import (
     require_packages,
     static_shape,
 )
+from slimgan.errors import SlimganError
 
 FILES = {"ncnn-param": "model.ncnn.param", "ncnn-bin": "model.ncnn.bin"}
 _FP32_OFF = ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_packed", "use_bf16_storage")

@@ -20,11 +20,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from slimgan.errors import SlimganError
 from export.runtimes import register_runtime
 from export.runtimes.base import ConvertContext, ConvertResult
 from export.runtimes.mobile import MobileRuntime, package_version, require_packages
 from export.runtimes.onnxruntime import OrtSession
+from slimgan.errors import SlimganError
 
 FILES = {"ort-mobile": "model.ort", "ort-mobile-config": "model.required_operators_and_types.config"}
 TARGET_PLATFORM = "arm"
