@@ -57,7 +57,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "synth"
 TEACHER_RECIPE = CONFIGS / "pix2pix_teacher.yaml"
 FEATURE_RECIPE = CONFIGS / "pix2pix_feature_kd.yaml"
 SCRATCH_OVERRIDES = ["generator.ngf=8", "discriminator.ndf=16"]  # the teacher recipe at 1/4 width
-TASKS = ("paired", "unconditional")
+TASKS = ("paired", "unconditional", "translation")
 
 
 @dataclass(frozen=True)
@@ -585,8 +585,17 @@ def register_distill(bench_sub: argparse._SubParsersAction) -> None:
                     "alone, KD-GAN and DGL-GAN students; fid_classifier. Mean ± std over --seeds.")
     p.add_argument("--task", default="paired", choices=TASKS)
     p.add_argument("--data", default=None, help="paired: aligned folder (train/, test/); unconditional: class folders")
-    p.add_argument("--quick", action="store_true", help="small scale (minutes on 2 CPU cores)")
-    p.add_argument("--seeds", type=int, default=3, help="independent seeds per row (default 3, also with --quick)")
+    p.add_argument("--teacher", default=None, metavar="DIR",
+                   help="translation / unconditional: the teacher checkpoint directory (e.g. from slimgan import)")
+    p.add_argument("--photos", default=None, metavar="DIR",
+                   help="translation: a folder of photos (train/ and test/ inside are used as given, else split)")
+    p.add_argument("--methods", default=None,
+                   help="translation: comma list of rows (default l1,feature,crd,vem; also mse); l1 is the baseline")
+    p.add_argument("--res", type=int, default=None, help="translation: photos' short side in pixels (default 256)")
+    p.add_argument("--crop", type=int, default=None, help="translation: training crop side (default 128)")
+    p.add_argument("--quick", action="store_true", help="small scale: a smoke test, labelled so (minutes on 2 CPU cores)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[3],
+                   help="one number N: seeds 0..N-1; several: those seeds (default 3; also with --quick)")
     p.add_argument("--steps", type=int, default=None, help="student steps per row (default: the scale's)")
     p.add_argument("--teacher-steps", type=int, default=None, help="teacher steps (default: the scale's)")
     p.add_argument("--out", required=True, help="result JSON file (a .md table is written beside it)")
@@ -596,9 +605,23 @@ def register_distill(bench_sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_bench_distill)
 
 
+def seed_list(values: list[int]) -> list[int]:
+    """``--seeds N`` (one number): seeds 0..N-1; several numbers: exactly those seeds."""
+    if len(values) == 1:
+        if values[0] < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {values[0]}")
+        return list(range(values[0]))
+    if len(set(values)) != len(values) or min(values) < 0:
+        raise ConfigError(f"--seeds lists each seed once, none negative; got {values}")
+    return list(values)
+
+
 def run_bench_distill(args: argparse.Namespace) -> int:
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    seeds = seed_list(args.seeds)
+    if args.task == "translation":
+        from benchmarks.translation_bench import run_translation_cli
+
+        return run_translation_cli(args, seeds)
     size = "quick" if args.quick else "full"
     scale = (SCALES if args.task == "paired" else UNCOND_SCALES)[size]
     for flag, field in ((args.steps, "student_steps"), (args.teacher_steps, "teacher_steps")):
@@ -606,7 +629,7 @@ def run_bench_distill(args: argparse.Namespace) -> int:
             if flag < 1:
                 raise ConfigError(f"--{field.replace('student_', '').replace('_', '-')} must be at least 1, got {flag}")
             scale = replace(scale, **{field: flag})
-    report = run_distill_bench(args.out, quick=args.quick, work=args.work, seeds=args.seeds, device=args.device,
+    report = run_distill_bench(args.out, quick=args.quick, work=args.work, seeds=seeds, device=args.device,
                                task=args.task, data=args.data, scale=scale)
     print(format_table(report), end="")
     print(f"wrote {args.out}")

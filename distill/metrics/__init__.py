@@ -5,6 +5,7 @@
   weight file (:mod:`distill.metrics.inception`), else "unavailable".
 - :mod:`distill.metrics.classifier` -- ``fid_classifier``: the Fréchet distance on the penultimate
   features of a small classifier trained on a labelled split (no downloaded weights needed).
+- :mod:`distill.metrics.swd` -- multi-scale sliced Wasserstein distance on Laplacian-pyramid patches (ProGAN).
 """
 
 from distill.metrics.classifier import (
@@ -29,6 +30,7 @@ from distill.metrics.fid import (
     kid_from_features,
 )
 from distill.metrics.image import psnr, ssim, ssim_map, variance_of_laplacian
+from distill.metrics.swd import sliced_wasserstein_distance
 
 __all__ = [
     "ClassifierConfig",
@@ -48,6 +50,7 @@ __all__ = [
     "load_labelled_folders",
     "psnr",
     "save_classifier",
+    "sliced_wasserstein_distance",
     "ssim",
     "ssim_map",
     "train_classifier",
