@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import math
 import statistics
@@ -49,6 +48,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import aggregate, write_report
 from distill.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -266,44 +266,21 @@ def default_work(out_json: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ aggregation
-def aggregate(per_seed: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
-    """Mean over seeds of every numeric metric, its ``_std`` twin (sample std, ddof 1; 0 for one seed),
-    ``seeds`` and the per-seed values. NaN / missing values make the mean null."""
-    row: dict[str, Any] = {}
-    keys = [k for k in per_seed[0] if isinstance(per_seed[0][k], (int, float)) and k != "seed"]
-    for k in keys:
-        values = [float(m.get(k, math.nan)) for m in per_seed]
-        if all(math.isfinite(v) for v in values):
-            row[k] = round(statistics.fmean(values), 6)
-            row[k + "_std"] = round(statistics.stdev(values), 6) if len(values) > 1 else 0.0
-        else:
-            row[k], row[k + "_std"] = None, None
-    row["seeds"] = list(seeds)
-    row["per_seed"] = [{"seed": s, **{k: _round(m.get(k)) for k in keys}} for s, m in zip(seeds, per_seed, strict=True)]
-    return row
-
-
-def _round(v: Any) -> Any:
-    return round(float(v), 6) if isinstance(v, (int, float)) and math.isfinite(v) else None
-
-
 def compare(report: dict[str, Any], rows: list[str], baseline: str, metric: str, higher_is_better: bool) -> list[dict]:
-    """For each row vs ``baseline`` on ``metric``: the difference of means (positive = better), whether the row
-    is better by more than the larger of the two standard deviations (``beyond_one_std``), and ``outcome``:
-    ``better beyond one std``, ``worse beyond one std`` or ``within one std``."""
+    """For each row vs ``baseline`` on ``metric``, by the seeds' paired differences (:func:`benchmarks.report.vs_baseline`):
+    ``diff`` (row - baseline, the metric's units), ``ci95`` (95% t-interval), ``beats`` (the interval excludes 0
+    on the good side) and ``outcome``: ``better`` / ``worse`` (interval excludes 0) or ``no difference shown``."""
+    from benchmarks.report import verdict, vs_baseline
+
     out = []
     base = report[baseline]
     for name in rows:
-        r = report[name]
-        if r.get(metric) is None or base.get(metric) is None:
+        if name not in report:
             continue
-        diff = (r[metric] - base[metric]) * (1 if higher_is_better else -1)
-        spread = max(r[metric + "_std"], base[metric + "_std"])
-        outcome = ("better beyond one std" if diff > spread else "worse beyond one std" if -diff > spread
-                   else "within one std")
-        out.append({"row": name, "baseline": baseline, "metric": metric, "higher_is_better": higher_is_better,
-                    "improvement": round(diff, 4), "larger_std": spread, "beyond_one_std": bool(diff > spread),
-                    "outcome": outcome})
+        cmp = vs_baseline(report[name], base, metric, higher_is_better)
+        if cmp is None:
+            continue
+        out.append({"row": name, "baseline": baseline, **cmp, "outcome": verdict(cmp)})
     return out
 
 
@@ -542,9 +519,7 @@ def run_distill_bench(out_json: str | Path, quick: bool = False, work: str | Pat
             raise ConfigError("--task unconditional needs --data DIR (train/<label>/*.png, test/<label>/*.png)")
         report = run_unconditional_bench(out_json, quick, work_dir, seed_list, device, data_dir, scale)
     report["setup"]["wall_s"] = round(time.perf_counter() - start, 1)
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(report, indent=2) + "\n")
-    out_json.with_suffix(".md").write_text(format_table(report))
+    write_report(out_json, report, format_table(report))
     return report
 
 
@@ -566,8 +541,10 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(r['seeds'])} |")
     lines.append("")
     for c in report.get("comparisons", []):
-        lines.append(f"- {c['row']} vs {c['baseline']} ({c['metric']}): improvement {c['improvement']:+.4f}, "
-                     f"larger std {c['larger_std']:.4f}: {c['outcome']}")
+        ci = "no interval (one seed)" if c["ci95"] is None else f"95% CI [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}]"
+        lines.append(f"- {c['row']} vs {c['baseline']} ({c['metric']}, "
+                     f"{'higher' if c['higher_is_better'] else 'lower'} is better): diff {c['diff']:+.4f}, {ci}: "
+                     f"{c['outcome']}")
     s = report["setup"]
     extra = f", classifier held-out accuracy {s['classifier_accuracy']:.4f}" if "classifier_accuracy" in s else ""
     lines.append(f"\n{task}: {s['data']}; train images {s['train_images']}; steps {s['steps']}; seeds {s['seeds']}"

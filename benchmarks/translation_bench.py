@@ -23,7 +23,6 @@ subset every ``eval_every`` steps) and whether it flattened.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -102,8 +101,8 @@ def split_photos(root: Path, fraction: float, seed: int = 0) -> dict[str, Any]:
     if len(train) < 2 or len(test) < 2:
         raise DatasetError(f"--photos {root}: {len(train)} training and {len(test)} held-out photos; "
                            "the benchmark needs 2+ of each (image files: " + ", ".join(IMAGE_SUFFIXES) + ")")
-    rel = lambda ps: [str(p.relative_to(root)) for p in ps]  # noqa: E731
-    return {"train": train, "test": test, "how": how, "train_files": rel(train), "test_files": rel(test)}
+    return {"train": train, "test": test, "how": how, "train_files": [str(p.relative_to(root)) for p in train],
+            "test_files": [str(p.relative_to(root)) for p in test]}
 
 
 def load_photo(path: Path, res: int) -> Any:
@@ -204,28 +203,29 @@ class CropSampler:
         import torch
 
         xs, ys, fs = [], [], {}
-        idx = torch.randint(0, len(self.items), (self.batch,), generator=self.gen).tolist()
-        for i in idx:
-            item = self.items[i]
-            h, w = item["input"].shape[-2:]
-            c = min(self.crop, h - h % 4, w - w % 4)
-            top = 4 * int(torch.randint(0, (h - c) // 4 + 1, (1,), generator=self.gen))
-            left = 4 * int(torch.randint(0, (w - c) // 4 + 1, (1,), generator=self.gen))
-            flip = bool(torch.rand((), generator=self.gen) < 0.5)
-            win = lambda t, s=1: t[..., top // s:(top + c) // s, left // s:(left + c) // s]  # noqa: E731
-            x, y = win(item["input"]), win(item["target"])
-            feats = {}
-            for k, f in item["feats"].items():
-                s = h // f.shape[-2]
-                feats[k] = win(f, s).float()
-            if flip:
-                x, y = x.flip(-1), y.flip(-1)
-                feats = {k: v.flip(-1) for k, v in feats.items()}
+        for i in torch.randint(0, len(self.items), (self.batch,), generator=self.gen).tolist():
+            x, y, feats = self._window(self.items[i])
             xs.append(x)
             ys.append(y)
             for k, v in feats.items():
                 fs.setdefault(k, []).append(v)
         return torch.stack(xs), torch.stack(ys), {k: torch.stack(v) for k, v in fs.items()}
+
+    def _window(self, item: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+        import torch
+
+        h, w = item["input"].shape[-2:]
+        c = min(self.crop, h - h % 4, w - w % 4)
+        top = 4 * int(torch.randint(0, (h - c) // 4 + 1, (1,), generator=self.gen))
+        left = 4 * int(torch.randint(0, (w - c) // 4 + 1, (1,), generator=self.gen))
+        flip = bool(torch.rand((), generator=self.gen) < 0.5)
+
+        def cut(t: Any, stride: int = 1) -> Any:
+            out = t[..., top // stride:(top + c) // stride, left // stride:(left + c) // stride]
+            return out.flip(-1) if flip else out
+
+        feats = {k: cut(f, h // f.shape[-2]).float() for k, f in item["feats"].items()}
+        return cut(item["input"]), cut(item["target"]), feats
 
 
 def build_terms(method: str, layers: list[str]) -> list[Any]:
