@@ -34,16 +34,18 @@ def test_aggregate_and_compare() -> None:
     assert row["psnr_gt"] == pytest.approx(12.0) and row["psnr_gt_std"] == pytest.approx(2.0)  # ddof 1
     assert row["x"] is None and row["x_std"] is None  # a NaN seed makes the mean null, never a partial mean
     assert row["seeds"] == [0, 1, 2] and [p["psnr_gt"] for p in row["per_seed"]] == [10.0, 12.0, 14.0]
-    report = {"a": {"fid_classifier": 5.0, "fid_classifier_std": 1.0},
-              "b": {"fid_classifier": 8.0, "fid_classifier_std": 0.5},
-              "c": {"fid_classifier": 9.0, "fid_classifier_std": 0.5},
-              "d": {"fid_classifier": 8.3, "fid_classifier_std": 0.4}}
+    # lower fid is better; seeds paired: a beats b on every seed, c loses on every seed, d is noise
+    def row(values):
+        return aggregate([{"fid_classifier": v} for v in values], [0, 1, 2])
+
+    report = {"a": row([5.0, 6.0, 5.5]), "b": row([8.0, 8.4, 8.2]), "c": row([9.0, 9.5, 9.1]),
+              "d": row([7.0, 9.6, 8.1])}
     out = {c["row"]: c for c in compare(report, ["a", "c", "d"], "b", "fid_classifier", higher_is_better=False)}
-    assert out["a"]["improvement"] == pytest.approx(3.0) and out["a"]["beyond_one_std"]  # lower FID: 3 > max(1, 0.5)
-    assert out["a"]["outcome"] == "better beyond one std"
-    assert out["c"]["improvement"] == pytest.approx(-1.0) and not out["c"]["beyond_one_std"]
-    assert out["c"]["outcome"] == "worse beyond one std"
-    assert out["d"]["outcome"] == "within one std"
+    assert out["a"]["diff"] == pytest.approx(-2.7) and out["a"]["beats"] and out["a"]["outcome"] == "better"
+    lo, hi = out["a"]["ci95"]
+    assert lo < -2.7 < hi < 0  # the interval is around the mean paired difference and excludes 0
+    assert out["c"]["diff"] == pytest.approx(1.0) and not out["c"]["beats"] and out["c"]["outcome"] == "worse"
+    assert out["d"]["ci95"][0] < 0 < out["d"]["ci95"][1] and out["d"]["outcome"] == "no difference shown"
 
 
 def test_paired_on_a_users_aligned_folder(tmp_path, capsys) -> None:

@@ -1,0 +1,149 @@
+"""``slimgan bench distill --task translation``: a real (frozen) teacher, photos, pseudo-pairs, swd, paired intervals."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchmarks.report import paired_interval, vs_baseline
+from benchmarks.translation_bench import CropSampler, load_photo, predict, score, split_photos
+from distill.checkpoint import load_checkpoint, save_checkpoint
+from distill.metrics.swd import laplacian_pyramid, sliced_wasserstein_distance
+from distill.registry import create_model
+from slimgan.cli import main
+
+
+def _photos(root: Path, n: int = 8) -> Path:
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True)
+    for i in range(n):
+        h, w = (40, 52) if i % 2 else (52, 40)
+        yy, xx = np.mgrid[0:h, 0:w]
+        img = np.stack([(xx * (i + 2) * 3) % 256, (yy * 5 + i * 20) % 256, ((xx + yy) * 2) % 256], -1)
+        img = np.clip(img + rng.integers(0, 30, img.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(root / f"p{i}.{'png' if i % 3 else 'jpg'}")
+    return root
+
+
+def _teacher(path: Path) -> Path:
+    torch.manual_seed(0)
+    return save_checkpoint(create_model("resnet_9blocks", ngf=4), path, {"role": "teacher"})
+
+
+def test_swd_is_zero_on_itself_and_grows_with_the_difference() -> None:
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(6, 3, 48, 40, generator=gen) * 2 - 1
+    assert sliced_wasserstein_distance(a, a)["swd"] == 0.0
+    near = (a + 0.05 * torch.randn(a.shape, generator=gen)).clamp(-1, 1)
+    far = (a + 0.5 * torch.randn(a.shape, generator=gen)).clamp(-1, 1)
+    d_near, d_far = sliced_wasserstein_distance(a, near), sliced_wasserstein_distance(a, far)
+    assert 0 < d_near["swd"] < d_far["swd"]
+    assert len(d_near["swd_levels"]) == 2  # 40 -> 20 (the next halving is below 16)
+    assert sliced_wasserstein_distance(a, far) == d_far  # fixed seed: the same number twice
+    # a Laplacian pyramid adds back up to the image
+    bands = laplacian_pyramid(a, 3)
+    up = bands[-1]
+    for band in reversed(bands[:-1]):
+        up = torch.nn.functional.interpolate(up, size=band.shape[-2:], mode="bilinear", align_corners=False) + band
+    assert torch.allclose(up, a, atol=1e-5)
+
+
+def test_paired_interval_is_the_t_interval_of_the_differences() -> None:
+    diff, ci = paired_interval([3.0, 4.0, 8.0], [1.0, 1.0, 1.0])  # differences 2, 3, 7
+    assert diff == pytest.approx(4.0)
+    half = 4.303 * np.std([2, 3, 7], ddof=1) / math.sqrt(3)
+    assert ci == pytest.approx([4.0 - half, 4.0 + half])
+    row = {"per_seed": [{"seed": s, "swd": v} for s, v in zip((0, 1, 2), (5.0, 5.5, 4.8), strict=True)]}
+    base = {"per_seed": [{"seed": s, "swd": v} for s, v in zip((0, 1, 2), (7.0, 7.2, 7.1), strict=True)]}
+    cmp = vs_baseline(row, base, "swd")
+    assert cmp["diff"] < 0 and cmp["ci95"][1] < 0 and cmp["beats"] and not cmp["higher_is_better"]
+    assert vs_baseline(base, row, "swd")["beats"] is False
+
+
+def test_split_is_deterministic_or_the_folders_given(tmp_path) -> None:
+    photos = _photos(tmp_path / "p", 10)
+    a, b = split_photos(photos, 0.2), split_photos(photos, 0.2)
+    assert a["test_files"] == b["test_files"] and len(a["test_files"]) == 2 and len(a["train_files"]) == 8
+    assert not set(a["test_files"]) & set(a["train_files"])
+    given = tmp_path / "given"
+    for split, names in (("train", ["p0.jpg", "p1.png", "p2.png"]), ("test", ["p4.png", "p5.png"])):
+        (given / split).mkdir(parents=True)
+        for n in names:
+            (given / split / n).write_bytes((photos / n).read_bytes())
+    s = split_photos(given, 0.2)
+    assert s["test_files"] == ["test/p4.png", "test/p5.png"] and len(s["train_files"]) == 3
+    assert "train/ and test/" in s["how"]
+
+
+def test_rows_of_a_seed_see_the_same_crops() -> None:
+    items = [{"input": torch.rand(3, 40, 52), "target": torch.rand(3, 40, 52), "feats": {"f": torch.rand(8, 10, 13)}}
+             for _ in range(3)]
+    a, b = CropSampler(items, 16, 4, seed=1), CropSampler(items, 16, 4, seed=1)
+    for _ in range(3):
+        (xa, ya, fa), (xb, yb, fb) = a(), b()
+        assert torch.equal(xa, xb) and torch.equal(ya, yb) and torch.equal(fa["f"], fb["f"])
+        assert xa.shape == (4, 3, 16, 16) and fa["f"].shape == (4, 8, 4, 4)  # features cut at 1/4 resolution
+    assert not torch.equal(CropSampler(items, 16, 4, seed=2)()[0], CropSampler(items, 16, 4, seed=1)()[0])
+
+
+@pytest.mark.slow
+def test_translation_bench_end_to_end(tmp_path, capsys) -> None:
+    teacher = _teacher(tmp_path / "teacher")
+    photos = _photos(tmp_path / "photos")
+    out = tmp_path / "r" / "T.json"
+    assert main(["bench", "distill", "--task", "translation", "--teacher", str(teacher), "--photos", str(photos),
+                 "--quick", "--steps", "3", "--res", "32", "--seeds", "0", "1", "--methods", "l1,feature,crd,vem",
+                 "--work", str(tmp_path / "w"), "--no-progress", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    setup = report["setup"]
+    assert setup["teacher"]["params"] == sum(p.numel() for p in load_checkpoint(teacher).parameters())
+    assert setup["res"] == 32 and setup["train_images"] + setup["test_images"] == 8
+    assert setup["feature_layers"] == ["model.9", "model.12", "model.15", "model.18"]
+    assert report["smoke_test"] is True and "SMOKE TEST" in out.with_suffix(".md").read_text()
+    assert out.with_suffix(".png").stat().st_size > 0
+    rows = {r["method"]: r for r in report["rows"]}
+    assert list(rows) == ["l1", "feature", "crd", "vem"]
+    for name, row in rows.items():
+        for metric in ("psnr_teacher", "ssim_teacher", "swd"):
+            assert math.isfinite(row[metric]) and math.isfinite(row[metric + "_std"]), (name, metric)
+        assert [p["seed"] for p in row["per_seed"]] == [0, 1] and len(row["curves"]) == 2
+        assert row["curves"][0]["curve"][-1][0] == 3
+        if name == "l1":
+            assert "vs_baseline" not in row
+            continue
+        for metric, cmp in row["vs_baseline"].items():
+            lo, hi = cmp["ci95"]
+            good = lo > 0 if cmp["higher_is_better"] else hi < 0
+            assert cmp["beats"] is good and lo <= cmp["diff"] <= hi, (name, metric)
+    # the reported score is that seed's saved student on the held-out photos, re-computed here
+    test = [load_photo(photos / f, 32) for f in setup["test_files"]]
+    t = load_checkpoint(teacher)
+    with torch.no_grad():
+        targets = [t(x[None])[0].clamp(-1, 1) for x in test]
+    student = load_checkpoint(rows["crd"]["checkpoints"][1])
+    again = score(predict(student, test), targets)
+    assert rows["crd"]["per_seed"][1]["psnr_teacher"] == pytest.approx(again["psnr_teacher"], abs=1e-4)
+    assert rows["crd"]["per_seed"][1]["swd"] == pytest.approx(again["swd"], rel=1e-4)
+    assert report["identity"]["psnr_teacher"] == pytest.approx(score(test, targets)["psnr_teacher"], abs=1e-4)
+
+
+def test_translation_cli_errors_are_one_line(tmp_path, capsys) -> None:
+    out = str(tmp_path / "x.json")
+    assert main(["bench", "distill", "--task", "translation", "--photos", str(tmp_path), "--out", out]) == 2
+    assert "needs --teacher" in capsys.readouterr().err
+    teacher = _teacher(tmp_path / "teacher")
+    assert main(["bench", "distill", "--task", "translation", "--teacher", str(teacher), "--out", out]) == 2
+    assert "needs --photos" in capsys.readouterr().err
+    photos = _photos(tmp_path / "photos", 3)
+    assert main(["bench", "distill", "--task", "translation", "--teacher", str(teacher), "--photos", str(photos),
+                 "--methods", "l1,bogus", "--out", out]) == 2
+    assert "bogus" in capsys.readouterr().err
+    assert main(["bench", "distill", "--task", "translation", "--teacher", str(teacher), "--photos",
+                 str(tmp_path / "none"), "--out", out]) == 2
+    assert "is not a folder" in capsys.readouterr().err
