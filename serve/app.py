@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from slimgan import __version__
 from slimgan.errors import ConfigError
+from serve.admission import AdmissionMiddleware
 from serve.deps import ServerState
 from serve.errors import install_error_handlers
 from serve.metrics import RequestMetricsMiddleware
@@ -96,6 +97,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in (health.router, models.router, inference.router, metrics.router, ui.router):
         app.include_router(router)
+    # Innermost of the two, so the metrics count its 503s; health routes are never refused.
+    app.add_middleware(AdmissionMiddleware, limit=settings.limit_concurrency, retry_after_s=settings.retry_after_s)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
     if settings.cors:
         app.add_middleware(

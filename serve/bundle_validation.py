@@ -2,213 +2,53 @@
 
 A bundle is a directory someone else may have written. Before a model is built from it:
 
-- every ``manifest.json`` field has its type and a sane range (a string ``scale`` would otherwise
-  pass start-up and fail every request; a 100000-pixel ``fixed_size`` would make the warm-up
-  allocate ``max_batch x 3 x H x W`` floats);
+- ``manifest.json`` loads strictly through :class:`export.manifest.Manifest`, the one bundle schema:
+  every field has its type and a sane range (a string ``scale`` would otherwise pass start-up and
+  fail every request; a 100000-pixel ``fixed_size`` would make the warm-up allocate
+  ``max_batch x 3 x H x W`` floats), and no field is unknown;
 - every file the manifest names is a relative path without ``..`` that resolves (symlinks
   followed) to a regular file inside the bundle;
+- every file in ``checksums`` is there and has that sha256 (a half-written or edited bundle is
+  refused); a manifest without ``checksums`` (from before they were written) is served with a warning;
 - the served ONNX graph parses, and its first input and output agree with the manifest's shapes.
 
 Any failure is a :class:`~slimgan.errors.ConfigError` naming the bundle and the field, which
-``slimgan serve`` prints as one line before it binds.
+``slimgan serve`` prints as one line before it binds. The files are read once, here and by the
+backend at load; nothing re-reads them while serving, so a bundle changed on disk is picked up only
+by a restart.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
-from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from slimgan.errors import ConfigError
-from export.manifest import MANIFEST_NAME, Manifest
+from export.manifest import MANIFEST_NAME, MAX_LATENT, MAX_SIDE, Manifest, file_sha256, relative_path_problem
 
 MAX_MANIFEST_BYTES = 1024 * 1024
-MAX_SIDE = 4096  # static spatial size of a served graph
-MAX_LATENT = 1 << 20  # floats in one latent row
-MAX_BATCH = 4096
-
-Check = Callable[[Any], str | None]  # None when the value is fine, else what is wrong with it
+log = logging.getLogger(__name__)
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_num(v: Any) -> bool:
-    return (isinstance(v, int | float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _int(lo: int, hi: int, optional: bool = False) -> Check:
-    def check(v: Any) -> str | None:
-        if v is None and optional:
-            return None
-        if not _is_int(v) or not lo <= v <= hi:
-            return f"must be an integer in [{lo}, {hi}], got {v!r}"
-        return None
-
-    return check
-
-
-def _num(nonzero: bool = False, bound: float = 1e6) -> Check:
-    def check(v: Any) -> str | None:
-        if not _is_num(v) or abs(v) > bound or (nonzero and v == 0):
-            return f"must be a finite {'non-zero ' if nonzero else ''}number of magnitude at most {bound:g}, got {v!r}"
-        return None
-
-    return check
-
-
-def _str(choices: tuple[str, ...] | None = None, optional: bool = False) -> Check:
-    def check(v: Any) -> str | None:
-        if v is None and optional:
-            return None
-        if not isinstance(v, str) or len(v) > 4096:
-            return f"must be a string, got {type(v).__name__}"
-        if choices is not None and v not in choices:
-            return f"must be one of {', '.join(choices)}, got {v!r}"
-        return None
-
-    return check
-
-
-def _bool(v: Any) -> str | None:
-    return None if isinstance(v, bool) else f"must be true or false, got {v!r}"
-
-
-def _range(optional: bool) -> Check:
-    def check(v: Any) -> str | None:
-        if v is None and optional:
-            return None
-        if not isinstance(v, list) or len(v) != 2 or not all(_is_num(x) for x in v) or v[0] >= v[1]:
-            return f"must be [low, high] with finite low < high, got {v!r}"
-        return None
-
-    return check
-
-
-def _shape(v: Any) -> str | None:
-    if not isinstance(v, list) or not 2 <= len(v) <= 4:
-        return f"must be a list of 2 to 4 dimensions, got {v!r}"
-    for d in v:
-        if isinstance(d, str) and d and len(d) <= 64:
-            continue
-        if not _is_int(d) or not 1 <= d <= MAX_LATENT:
-            return f"dimensions must be names or integers in [1, {MAX_LATENT}], got {d!r}"
-    return None
-
-
-def _fixed_size(v: Any) -> str | None:
-    if v is None:
-        return None
-    if not isinstance(v, list) or len(v) != 2 or not all(_is_int(d) and 1 <= d <= MAX_SIDE for d in v):
-        return f"must be [H, W] with each side in [1, {MAX_SIDE}], got {v!r}"
-    return None
-
-
-def _files(v: Any) -> str | None:
-    if not isinstance(v, dict) or not v:
-        return "must map roles (fp32, fp16, int8, plan) to file names"
-    if "fp32" not in v:
-        return "must name the fp32 ONNX model under 'fp32'"
-    for role, name in v.items():
-        if not isinstance(name, str) or not name:
-            return f"entry {role!r} must be a file name, got {name!r}"
-        pure = PurePosixPath(name)
-        if pure.is_absolute() or Path(name).is_absolute() or "\\" in name or ".." in pure.parts:
-            return f"entry {role!r} must be a relative path inside the bundle, got {name!r}"
-    return None
-
-
-def _dict(v: Any) -> str | None:
-    return None if isinstance(v, dict) else f"must be an object, got {type(v).__name__}"
-
-
-def _int_list(optional: bool) -> Check:
-    def check(v: Any) -> str | None:
-        if v is None and optional:
-            return None
-        if not isinstance(v, list) or not all(_is_int(d) and d >= 0 for d in v):
-            return f"must be a list of non-negative integers, got {v!r}"
-        return None
-
-    return check
-
-
-TENSOR: dict[str, Check] = {
-    "name": _str(),
-    "shape": _shape,
-    "dtype": _str(("float32", "float16")),
-    "value_range": _range(optional=True),
-    "distribution": _str(("uniform", "normal")),
-}
-PREPROCESSING: dict[str, Check] = {
-    "color": _str(("RGB", "L")),
-    "layout": _str(("NCHW",)),
-    "scale": _num(nonzero=True),
-    "offset": _num(),
-    "size_multiple": _int(1, 1024),
-    "fixed_size": _fixed_size,
-    "latent_size": _int(1, MAX_LATENT, optional=True),
-}
-POSTPROCESSING: dict[str, Check] = {
-    "color": _str(("RGB", "L")),
-    "scale": _num(nonzero=True),
-    "offset": _num(),
-    "clip": _range(optional=False),
-}
-NESTED = {"input": TENSOR, "output": TENSOR, "preprocessing": PREPROCESSING, "postprocessing": POSTPROCESSING}
-MANIFEST: dict[str, Check] = {
-    "name": _str(),
-    "task": _str(("translate", "generate")),
-    "arch": _str(),
-    "opset": _int(1, 1000),
-    "files": _files,
-    "source_checkpoint": _str(),
-    "source_sha256": _str(),
-    "macs": _int(0, 10**18),
-    "params": _int(0, 10**15),
-    "dynamic_batch": _bool,
-    "dynamic_spatial": _bool,
-    "max_batch": _int(1, MAX_BATCH, optional=True),
-    "arch_kwargs": _dict,
-    "macs_input_shape": _int_list(optional=True),
-    "created": _str(),
-    "slimgan_version": _str(),
-    "format": _str(),
-    "format_version": _int(0, 10**6),
-}
-
-
-def check_manifest_fields(data: Any, where: str) -> None:
-    """Type and range of every field present in a raw manifest (``Manifest.from_dict`` then checks
-    which are required and rejects unknown ones)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: manifest must be a JSON object")
-    for key, check in MANIFEST.items():
-        if key in data and (problem := check(data[key])):
-            raise ConfigError(f"{where}: manifest field {key!r} {problem}")
-    for key, spec in NESTED.items():
-        section = data.get(key)
-        if section is None:
-            continue
-        if not isinstance(section, dict):
-            raise ConfigError(f"{where}: manifest field {key!r} must be an object")
-        for sub, check in spec.items():
-            if sub in section and (problem := check(section[sub])):
-                raise ConfigError(f"{where}: manifest field '{key}.{sub}' {problem}")
-
-
-def _inside(bundle: Path, name: str, field: str, where: str) -> Path:
-    """``bundle/name`` resolved; it must be a regular file inside the (resolved) bundle."""
+def _inside(bundle: Path, name: str, field: str, where: str, allow_dir: bool = False) -> Path:
+    """``bundle/name`` resolved; it must be a regular file (or, with ``allow_dir``, a folder such as a Core ML
+    package) inside the (resolved) bundle."""
+    if problem := relative_path_problem(name):
+        raise ConfigError(f"{where}: {field} {problem}")
     root = bundle.resolve()
     target = (bundle / name).resolve()
     if not target.is_relative_to(root):
         raise ConfigError(f"{where}: {field} {name!r} resolves outside the bundle (to {target})")
     if not target.exists():
         raise ConfigError(f"{where}: {field} {name!r} is missing")
-    if not target.is_file():
+    if not target.is_file() and not (allow_dir and target.is_dir()):
         raise ConfigError(f"{where}: {field} {name!r} is not a regular file")
     return target
 
@@ -244,11 +84,37 @@ def _check_graph(path: Path, manifest: Manifest, field: str, where: str) -> None
                 )
 
 
-def validate_bundle(bundle: Path, precision: str = "fp32", check_files: bool = True) -> Manifest:
-    """The bundle's manifest, once every field, file and the served graph have been checked."""
-    where = f"bundle {bundle}"
+def _not_a_bundle(bundle: Path, where: str) -> ConfigError:
+    """The error for a path without ``manifest.json``: what it looks like, and the command that makes a bundle."""
+    if bundle.is_file() and bundle.suffix in (".pth", ".pt", ".ckpt"):
+        return ConfigError(f"{where}: {bundle.name} is a PyTorch checkpoint file, not a bundle; "
+                           f"run `slimgan import {bundle}` and then `slimgan export` on the result, and serve that")
     if not bundle.is_dir():
-        raise ConfigError(f"{where}: not a directory")
+        return ConfigError(f"{where}: not a directory")
+    if (bundle / "config.json").is_file() and (bundle / "model.safetensors").is_file():
+        return ConfigError(f"{where}: this is a slimgan checkpoint, not a bundle; run `slimgan export {bundle} "
+                           f"--out BUNDLE` first, then `slimgan serve BUNDLE`")
+    return ConfigError(f"{where}: {MANIFEST_NAME} is missing (make a bundle with `slimgan export CHECKPOINT --out DIR`)")
+
+
+def verify_checksums(bundle: Path, manifest: Manifest, where: str) -> None:
+    """Every file in ``checksums`` is inside the bundle and has its sha256; without ``checksums``, a warning."""
+    if not manifest.checksums:
+        log.warning("%s: manifest.json has no checksums (a bundle from an older slimgan); its files are not "
+                    "verified; re-export it to have them checked", where)
+        return
+    for name, expected in manifest.checksums.items():
+        path = _inside(bundle, name, f"manifest field 'checksums.{name}'", where, allow_dir=True)
+        if file_sha256(path) != expected:
+            raise ConfigError(f"{where}: {name} does not match its sha256 in manifest field 'checksums' (the bundle "
+                              "was changed or not completely written; export it again)")
+
+
+def validate_bundle(bundle: Path, precision: str = "fp32", check_files: bool = True) -> Manifest:
+    """The bundle's manifest, once every field, file, checksum and the served graph have been checked."""
+    where = f"bundle {bundle}"
+    if not (bundle / MANIFEST_NAME).exists() and not (bundle / MANIFEST_NAME).is_symlink():
+        raise _not_a_bundle(bundle, where)
     manifest_path = _inside(bundle, MANIFEST_NAME, "file", where)
     if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
         raise ConfigError(f"{where}: {MANIFEST_NAME} is over {MAX_MANIFEST_BYTES} bytes")
@@ -256,12 +122,12 @@ def validate_bundle(bundle: Path, precision: str = "fp32", check_files: bool = T
         data = json.loads(manifest_path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ConfigError(f"{where}: {MANIFEST_NAME} is not valid JSON") from exc
-    check_manifest_fields(data, where)
-    manifest = Manifest.from_dict(data, source=f"{where}: {MANIFEST_NAME}")
+    manifest = Manifest.from_dict(data, source=where)
     _check_consistency(manifest, where)
     if check_files:
+        verify_checksums(bundle, manifest, where)
         for role, name in manifest.files.items():
-            path = _inside(bundle, name, f"manifest field 'files.{role}'", where)
+            path = _inside(bundle, name, f"manifest field 'files.{role}'", where, allow_dir=True)
             if role == precision and path.suffix == ".onnx":
                 _check_graph(path, manifest, f"manifest field 'files.{role}'", where)
     return manifest

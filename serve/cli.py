@@ -40,7 +40,15 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "max_batch_pixels": {"type": int, "help": "rows x H x W per backend call (default 1024*1024)"},
     "inflight_pixels": {"type": int, "help": "inference-size pixels of requests being served at once (default 4*1024*1024)"},
     "decode_budget_pixels": {"type": int, "help": "pixels decoded at once across requests (default 2*4096*4096)"},
-    "limit_concurrency": {"type": int, "help": "connections uvicorn admits before answering 503 (default 64)"},
+    "limit_concurrency": {"type": int, "help": "requests in flight (health excluded) before answering 503 (default 64)"},
+    "max_connections": {"type": int, "help": "open connections uvicorn keeps before answering 503 (default 1000)"},
+    "header_timeout_s": {"type": float, "help": "seconds a request's headers may take to arrive (default 10)"},
+    "keep_alive_s": {"type": float, "help": "idle keep-alive connections close after this (default 5)"},
+    "max_header_bytes": {"type": int, "help": "request line + headers; longer is 431 (default 64 KiB)"},
+    "body_timeout_s": {"type": float, "help": "seconds a request body may take to arrive; then 408 (default 30)"},
+    "body_budget_bytes": {"type": int, "help": "body bytes held at once across requests (default 128 MiB)"},
+    "max_aspect": {"type": float, "help": "longest/shortest side of an input image; more is 422 (default 64)"},
+    "graceful_timeout_s": {"type": float, "help": "on SIGTERM, wait this long for requests (then 503) (default 30)"},
     "max_count": {"type": int, "help": "most images per generate request (default 16)"},
     "dummy_delay_ms": {"type": float, "help": "dummy backend: simulated compute per batch in ms (for tests)"},
     "log_level": {"help": "uvicorn log level (default info)"},
@@ -80,6 +88,48 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         raise ConfigError(f"--{loc.replace('_', '-')}: {first.get('msg')}") from exc
 
 
+def uvicorn_config(settings: Any, app: Any) -> Any:
+    """The uvicorn configuration: the guarded HTTP protocol (header deadline and size), keep-alive and the
+    socket limit; requests in flight are limited by the app itself (:mod:`serve.admission`)."""
+    import uvicorn
+
+    from serve.connections import protocol_class
+
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        # 0 waits for every request; otherwise those still running at the limit are answered 503
+        timeout_graceful_shutdown=settings.graceful_timeout_s or None,
+        access_log=settings.access_log,
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_s,
+        http=protocol_class(),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        factory=isinstance(app, str),
+        workers=settings.workers,
+    )
+    config.slimgan_limits = {  # read by serve.connections in each worker (the config is pickled to them)
+        "max_header_bytes": settings.max_header_bytes,
+        "header_timeout_s": settings.header_timeout_s,
+    }
+    return config
+
+
+def _raise_open_files_limit(connections: int) -> None:
+    """Let the process hold ``connections`` sockets (plus files) when the hard limit allows."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = connections + 256
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Check the bundles, then run uvicorn until interrupted."""
     import uvicorn
@@ -88,14 +138,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     app = create_app(settings)  # fails fast, with one line, on a bad bundle or a missing backend
-    common = dict(
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.graceful_timeout_s) or None,
-        access_log=settings.access_log,
-        limit_concurrency=settings.limit_concurrency,
-    )
+    _raise_open_files_limit(settings.max_connections)
     if settings.workers > 1:
         # Each worker process rebuilds the app from the environment.
         for key, value in settings.model_dump().items():
@@ -103,8 +146,11 @@ def run_serve(args: argparse.Namespace) -> int:
                 os.environ[f"SLIMGAN_{key.upper()}"] = (
                     json.dumps(value) if isinstance(value, list) else str(value)
                 )
-        uvicorn.run("serve.app:app_from_env", factory=True, workers=settings.workers, **common)
+        from uvicorn.supervisors import Multiprocess
+
+        config = uvicorn_config(settings, "serve.app:app_from_env")
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
         load_models_now(app)  # a bundle that cannot load stops here, before the port is bound
-        uvicorn.run(app, **common)
+        uvicorn.Server(uvicorn_config(settings, app)).run()
     return 0

@@ -28,12 +28,16 @@ class ServerState:
     loading_done: bool = False
     decode_budget: PixelBudget = field(init=False)
     inflight_budget: PixelBudget = field(init=False)
+    body_budget: PixelBudget = field(init=False)
 
     _encode_limiter: anyio.CapacityLimiter | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.decode_budget = PixelBudget(self.settings.decode_budget_pixels, self.settings.retry_after_s)
         self.inflight_budget = PixelBudget(self.settings.inflight_pixels, self.settings.retry_after_s)
+        # A body waiting for its budget stays in the socket buffers (uvicorn pauses reading), not in memory.
+        self.body_budget = PixelBudget(self.settings.body_budget_bytes, self.settings.retry_after_s, status=503,
+                                       what="request-body memory", unit="bytes")
 
     @property
     def encode_limiter(self) -> anyio.CapacityLimiter:
@@ -107,21 +111,45 @@ def media_type_of(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, or 413 as soon as it exceeds ``limit`` bytes (declared or streamed)."""
+def declared_length(request: Request, limit: int) -> int | None:
+    """The request's Content-Length (413 over ``limit``, 400 when not a number), or None (chunked)."""
     declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError as exc:
-            raise ApiError(400, f"bad Content-Length {declared!r}") from exc
-        if size > limit:
-            raise ApiError(413, f"body is {size} bytes; the limit is {limit}")
+    if declared is None:
+        return None
+    try:
+        size = int(declared)
+    except ValueError as exc:
+        raise ApiError(400, f"bad Content-Length {declared!r}") from exc
+    if size < 0:
+        raise ApiError(400, f"bad Content-Length {declared!r}")
+    if size > limit:
+        raise ApiError(413, f"body is {size} bytes; the limit is {limit}")
+    return size
+
+
+async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
+    """The request body, or 413 as soon as it exceeds ``limit`` bytes (declared or streamed), or 408
+    when it has not all arrived within ``timeout_s``."""
+    declared_length(request, limit)
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise ApiError(413, f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        with anyio.fail_after(timeout_s):
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > limit:
+                    raise ApiError(413, f"body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise ApiError(408, f"the request body did not arrive within {timeout_s:g} s") from exc
+    body = b"".join(chunks)  # on the event loop, so one request at a time holds the two copies
+    chunks.clear()
+    return body
+
+
+async def reserve_body(state: ServerState, request: Request, copies: int = 1) -> int:
+    """Take ``copies`` x the body's size (the limit when not declared) from the body budget before reading
+    it; 503 with Retry-After when it is not free within ``--timeout-s``. Give it back with ``release``."""
+    limit = state.settings.max_body_bytes
+    size = declared_length(request, limit)
+    return await state.body_budget.acquire(copies * (limit if size is None else max(1, size)), state.settings.timeout_s)

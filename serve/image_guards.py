@@ -149,17 +149,22 @@ def _check_webp(data: bytes) -> None:
 
 
 class PixelBudget:
-    """A FIFO semaphore weighted by pixels: at most ``capacity`` pixels are being decoded at once.
+    """A FIFO semaphore weighted by pixels (or bytes): at most ``capacity`` units are held at once.
 
     A request wanting more than the whole budget waits for all of it (it then runs alone). Waiting
-    longer than ``timeout_s`` answers 429 with ``Retry-After``: the server is up and answering, the
-    client sent more large images at once than it is configured to decode, and should slow down.
+    longer than ``timeout_s`` answers ``status`` (429 by default) with ``Retry-After``: the server is
+    up and answering, the client sent more large work at once than it is configured to hold, and
+    should slow down.
     """
 
-    def __init__(self, capacity: int, retry_after_s: int = 1) -> None:
+    def __init__(self, capacity: int, retry_after_s: int = 1, status: int = 429,
+                 what: str = "the decoder", unit: str = "pixels") -> None:
         self.capacity = max(1, int(capacity))
         self.in_use = 0
         self.retry_after_s = retry_after_s
+        self.status = status
+        self.what = what
+        self.unit = unit
         self._waiters: deque[tuple[int, asyncio.Future]] = deque()
 
     def _grant(self) -> None:
@@ -174,9 +179,9 @@ class PixelBudget:
             self.in_use += cost
             future.set_result(None)
 
-    @asynccontextmanager
-    async def hold(self, pixels: int, timeout_s: float) -> AsyncIterator[None]:
-        cost = min(max(1, int(pixels)), self.capacity)
+    async def acquire(self, amount: int, timeout_s: float) -> int:
+        """Wait for ``amount`` units (capped at the capacity); returns what :meth:`release` gives back."""
+        cost = min(max(1, int(amount)), self.capacity)
         future = asyncio.get_running_loop().create_future()
         self._waiters.append((cost, future))
         self._grant()
@@ -191,12 +196,20 @@ class PixelBudget:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise ApiError(
-                429,
-                f"the decoder is busy with {self.in_use} pixels (budget {self.capacity}); retry later",
+                self.status,
+                f"{self.what} is busy with {self.in_use} {self.unit} (budget {self.capacity}); retry later",
                 {"Retry-After": str(self.retry_after_s)},
             ) from exc
+        return cost
+
+    def release(self, cost: int) -> None:
+        self.in_use -= cost
+        self._grant()
+
+    @asynccontextmanager
+    async def hold(self, amount: int, timeout_s: float) -> AsyncIterator[None]:
+        cost = await self.acquire(amount, timeout_s)
         try:
             yield
         finally:
-            self.in_use -= cost
-            self._grant()
+            self.release(cost)

@@ -83,6 +83,35 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
+def check_aspect(size: tuple[int, int], max_aspect: float) -> None:
+    """422 for a needle-shaped image: a 1 x 16,777,216 PNG is a few kB, but shrinking its long side
+    needs a resampling table as large as that side times the shrink factor, for no real photograph."""
+    width, height = size
+    if max(width, height) > max_aspect * min(width, height):
+        raise ApiError(
+            422, f"image is {width}x{height}: its sides differ more than {max_aspect:g} times; crop or pad it first"
+        )
+
+
+def resize_cost(src: tuple[int, int], dst: tuple[int, int], support: float = 2.0) -> int:
+    """Memory of a resize from ``src`` to ``dst`` (W, H), in RGB pixels, for a pixel budget.
+
+    Pillow resamples width first, through an intermediate image of ``dst`` W x ``src`` H, then height,
+    and precomputes one row of kernel taps (8-byte doubles) per output column and row; a tap row is
+    ``2 * ceil(support * shrink) + 1`` long, so shrinking a long side costs that side, not only W x H.
+    ``support`` is the kernel's half-width (BICUBIC: 2).
+    """
+    if src == dst:
+        return 0
+    (sw, sh), (dw, dh) = src, dst
+
+    def taps(n_in: int, n_out: int) -> int:
+        return 0 if n_in == n_out else n_out * (2 * math.ceil(support * max(1.0, n_in / n_out)) + 1)
+
+    coefficients = 8 * (taps(sw, dw) + taps(sh, dh))
+    return dw * sh + dw * dh + coefficients // 3
+
+
 def load_image(image: Image.Image) -> Image.Image:
     """Decode the pixels (first frame) of an image from :func:`open_image`; 400 when truncated or corrupt."""
     try:
@@ -110,14 +139,31 @@ class Restore:
     color: str
 
 
+# Sides a dynamic graph is fed (before rounding up to the model's size multiple): inputs are padded up to
+# the next one, so the runtime sees a few dozen shapes rather than one per client size, and its
+# per-shape state (compiled kernels, memory plans) stops growing with the number of distinct sizes.
+SIDE_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256, 320, 384, 512, 640, 768, 1024, 1280, 1536, 2048, 3072, 4096)
+
+
+def bucket_side(side: int, multiple: int, max_side: int) -> int:
+    """The smallest bucket at least ``side``, as a multiple of ``multiple``; never past ``max_side``
+    rounded up to the multiple."""
+    top = math.ceil(max(side, max_side) / multiple) * multiple
+    for bucket in SIDE_BUCKETS:
+        if bucket >= side:
+            return min(top, math.ceil(bucket / multiple) * multiple)
+    return math.ceil(side / multiple) * multiple
+
+
 def model_input_size(
     width: int, height: int, pre: Preprocessing, fixed_size: tuple[int, int] | None, max_side: int
 ) -> tuple[tuple[int, int], tuple[int, int]]:
     """((W, H) after resizing, (W, H) after padding) for an input image of ``width`` x ``height``.
 
     A static graph gets exactly ``fixed_size`` (H, W). A dynamic graph keeps the size, shrunk so the
-    longer side is at most ``max_side``, then padded up to a multiple of ``size_multiple`` (and to at
-    least ``max(16, size_multiple)`` so the encoder's downsampling never reaches zero).
+    longer side is at most ``max_side``, then each side padded up to its bucket (:data:`SIDE_BUCKETS`,
+    rounded to a multiple of ``size_multiple``; at least ``max(16, size_multiple)`` so the encoder's
+    downsampling never reaches zero).
     """
     if fixed_size is not None:
         fh, fw = fixed_size
@@ -128,8 +174,8 @@ def model_input_size(
         w, h = max(1, round(w * s)), max(1, round(h * s))
     m = max(1, int(pre.size_multiple))
     floor = max(16, m)
-    pw = max(floor, math.ceil(w / m) * m)
-    ph = max(floor, math.ceil(h / m) * m)
+    pw = max(floor, bucket_side(w, m, max_side))
+    ph = max(floor, bucket_side(h, m, max_side))
     return (w, h), (pw, ph)
 
 

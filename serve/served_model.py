@@ -14,14 +14,17 @@ from slimgan.errors import ConfigError
 from export.manifest import Manifest
 from serve.backends import Backend, backend_class, create_backend, resolve_backend
 from serve.batching import MicroBatcher
+from serve.image_guards import decode_cost
 from serve.bundle_validation import validate_bundle
 from serve.imaging import (
     Restore,
     array_to_image,
     draft_for_model,
+    exif_orientation,
     latents_for,
     model_input_size,
     prepare_translate,
+    resize_cost,
     restore_translate,
     to_uint8,
 )
@@ -157,6 +160,17 @@ class ServedModel:
             size[0], size[1], self.manifest.preprocessing, self.fixed_size, self.settings.max_infer_side
         )
         return pw * ph
+
+    def decode_price(self, image: Image.Image, original: tuple[int, int] | None) -> int:
+        """What decoding ``image`` (header read, maybe drafted) and resizing it to the inference size cost
+        against the decode budget, in pixels: the decoder's copies plus the resize's intermediate image
+        and kernel tables (:func:`serve.imaging.resize_cost`)."""
+        swap = exif_orientation(image) in (5, 6, 7, 8)
+        shown = original or ((image.size[1], image.size[0]) if swap else image.size)
+        (w, h), _ = model_input_size(
+            shown[0], shown[1], self.manifest.preprocessing, self.fixed_size, self.settings.max_infer_side
+        )
+        return decode_cost(image.format, image.size) + resize_cost(image.size, (h, w) if swap else (w, h))
 
     def prepare(
         self, image: Image.Image, original: tuple[int, int] | None = None, upscale: bool = False

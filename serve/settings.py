@@ -50,13 +50,29 @@ class ServeSettings(BaseSettings):
         2 * 4096 * 4096, ge=1, description="pixels decoded at once across requests; the rest wait their turn"
     )
     limit_concurrency: int = Field(
-        64, ge=2, description="connections and tasks uvicorn admits before answering 503 (bounds buffered bodies)"
+        64, ge=1, description="requests in flight (health routes excluded) before 503; idle sockets do not count"
     )
+    max_connections: int = Field(
+        1000, ge=2, description="open connections uvicorn keeps before answering 503 on every route"
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="a request's headers must arrive within this long of the connection opening "
+                                "(or the last answer); else the connection is closed"
+    )
+    keep_alive_s: float = Field(5.0, gt=0, description="idle keep-alive connections are closed after this long")
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="request line and headers; longer is 431")
+    body_timeout_s: float = Field(30.0, gt=0, description="a request body must arrive within this long; else 408")
+    body_budget_bytes: int = Field(
+        128 * 1024 * 1024, ge=1, description="request body bytes held at once across requests; the rest wait, "
+                                             "then 503"
+    )
+    max_aspect: float = Field(64.0, ge=1, description="longest over shortest side of an input image; more is 422")
     max_count: int = Field(16, ge=1, le=256, description="most images one generate request may ask for")
     dummy_delay_ms: float = Field(0.0, ge=0, description="dummy backend: simulated compute per batch")
     retry_after_s: int = Field(1, ge=1, description="Retry-After seconds sent with 503")
     graceful_timeout_s: float = Field(
-        30.0, ge=0, description="how long shutdown waits for in-flight requests"
+        30.0, ge=0, description="how long shutdown waits for in-flight requests (then 503 to those still "
+                                "running); 0 waits for them all"
     )
     log_level: str = "info"
     access_log: bool = Field(False, description="one uvicorn access-log line per request (client, method, "

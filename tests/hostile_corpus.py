@@ -266,7 +266,7 @@ def tampered_bundles(good: Path, out: Path) -> dict[str, Path]:
         def edit(data):
             node = data
             for key in keys[:-1]:
-                node = node[key]
+                node = node.setdefault(key, {})
             node[keys[-1]] = value
 
         return edit
@@ -287,6 +287,11 @@ def tampered_bundles(good: Path, out: Path) -> dict[str, Path]:
         "unknown_task": setter("task", value="classify"),
         "channels_lie": setter("input", "shape", value=["batch", 1, "height", "width"]),
         "rank_lie": setter("output", "shape", value=["batch", 3, "height"]),
+        "unknown_field": setter("served_by", value="someone else"),
+        "string_runtime_files": setter("runtimes", "onnxruntime", value={"files": "model.onnx"}),
+        "checksum_not_hex": setter("checksums", "model.onnx", value="not a sha256"),
+        "checksum_escapes": setter("checksums", "../outside.onnx", value="0" * 64),
+        "checksum_of_missing_file": setter("checksums", "gone.bin", value="0" * 64),
     }
     bundles: dict[str, Path] = {}
     for name, edit in edits.items():
@@ -303,6 +308,10 @@ def tampered_bundles(good: Path, out: Path) -> dict[str, Path]:
     shutil.copytree(good, corrupt)
     (corrupt / "model.onnx").write_bytes(b"\x08\x07" + os.urandom(2048))
     bundles["corrupt_model"] = corrupt
+    edited = out / "checksum_mismatch"  # a valid model, but not the one the manifest vouches for
+    shutil.copytree(good, edited)
+    (edited / "model.onnx").write_bytes((good / "model.onnx").read_bytes() + b"\0")
+    bundles["checksum_mismatch"] = edited
     truncated = out / "truncated_model"
     shutil.copytree(good, truncated)
     model = (good / "model.onnx").read_bytes()

@@ -43,17 +43,28 @@ def test_names_may_not_collide(bundles: tuple[Path, Path]) -> None:
     assert set(build_models(ServeSettings(bundles=[str(pix), f"g2={gen}"], backend="dummy"))) == {"pix", "g2"}
 
 
+def wait_until_ready(client: TestClient, timeout_s: float = 30.0) -> None:
+    """Models load in a worker thread after start-up; wait for it (a loaded machine can take a while)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while client.get("/v2/health/ready").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_with_a_key_schema_docs_and_health_do_not_list_models(bundles: tuple[Path, Path]) -> None:
     app = create_app(ServeSettings(bundles=[str(b) for b in bundles], backend="dummy", api_key="s3cret"))
     with TestClient(app) as client:
         for path in ("/openapi.json", "/docs"):
             assert client.get(path).status_code == 401, path
             assert client.get(path, headers={"X-API-Key": "s3cret"}).status_code == 200, path
+        wait_until_ready(client)
         for path in ("/v2/health/live", "/v2/health/ready"):
             response = client.get(path)
             assert response.status_code == 200 and "pix" not in response.text and "gen" not in response.text
     with TestClient(create_app(ServeSettings(bundles=[str(bundles[0])], backend="dummy"))) as client:
         assert client.get("/openapi.json").status_code == 200
+        wait_until_ready(client)
         assert client.get("/v2/health/ready").json()["models"] == {"pix": "ready"}
 
 

@@ -44,10 +44,29 @@ def test_decode_whitelist_limits_and_corruption() -> None:
 def test_model_input_size_rules() -> None:
     pre = Preprocessing(size_multiple=4)
     assert model_input_size(64, 64, pre, None, 1024) == ((64, 64), (64, 64))
-    assert model_input_size(50, 37, pre, None, 1024) == ((50, 37), (52, 40))
+    # each side padded up to its bucket (a multiple of size_multiple), so few shapes reach the runtime
+    assert model_input_size(50, 37, pre, None, 1024) == ((50, 37), (64, 48))
     assert model_input_size(3, 5, pre, None, 1024) == ((3, 5), (16, 16))
     assert model_input_size(2000, 1000, pre, None, 512) == ((512, 256), (512, 256))
+    assert model_input_size(1000, 700, pre, None, 1000) == ((1000, 700), (1000, 768))  # never past max_side
+    assert model_input_size(50, 37, Preprocessing(size_multiple=28), None, 1024) == ((50, 37), (84, 56))
     assert model_input_size(50, 37, pre, (64, 32), 1024) == ((32, 64), (32, 64))  # fixed (H, W)
+    sizes = {model_input_size(w, h, pre, None, 1024)[1] for w in range(1, 1025, 7) for h in range(1, 1025, 11)}
+    assert len(sizes) <= 14 * 14, len(sizes)
+
+
+def test_resize_is_priced_by_its_kernel_and_needles_are_refused() -> None:
+    from serve.errors import ApiError
+    from serve.imaging import check_aspect, resize_cost
+
+    assert resize_cost((64, 64), (64, 64)) == 0
+    # shrinking a 16,777,216-pixel side to 1024 needs a 512 MiB table of kernel taps: priced as such
+    assert resize_cost((1, 16_777_216), (1, 1024)) * 3 > 512 * 1024 * 1024
+    assert resize_cost((4096, 4096), (1024, 1024)) < 2 * 4096 * 4096
+    check_aspect((6000, 100), 64)
+    with pytest.raises(ApiError) as refused:
+        check_aspect((1, 16_777_216), 64)
+    assert refused.value.status == 422
 
 
 def test_prepare_and_restore_round_trip_exactly() -> None:
@@ -55,7 +74,7 @@ def test_prepare_and_restore_round_trip_exactly() -> None:
     pixels = rng.integers(0, 256, (37, 50, 3), dtype=np.uint8)
     image = Image.fromarray(pixels, "RGB")
     tensor, restore = prepare_translate(image, Preprocessing(size_multiple=4), None, 1024)
-    assert tensor.shape == (1, 3, 40, 52) and tensor.dtype == np.float32
+    assert tensor.shape == (1, 3, 48, 64) and tensor.dtype == np.float32
     assert tensor.min() >= -1.0 and tensor.max() <= 1.0
     back = restore_translate(tensor[0], Postprocessing(), restore)
     assert back.size == (50, 37) and np.array_equal(np.asarray(back), pixels)

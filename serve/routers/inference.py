@@ -13,13 +13,20 @@ import anyio
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
 
 from serve.batching import BatcherClosed, QueueFull
-from serve.deps import ReadyModelDep, ServerState, StateDep, media_type_of, read_body, require_api_key
+from serve.deps import (
+    ReadyModelDep,
+    ServerState,
+    StateDep,
+    media_type_of,
+    read_body,
+    require_api_key,
+    reserve_body,
+)
 from serve.errors import ApiError
-from serve.image_guards import decode_cost
-from serve.imaging import INPUT_MEDIA_TYPES, encode_image, make_grid, open_image
+from serve.imaging import INPUT_MEDIA_TYPES, check_aspect, encode_image, make_grid, open_image
+from serve.multipart import boundary_of, parse_form
 from serve.priority import run_lowered
 from serve.schemas import IMAGE_MEDIA_TYPES, ErrorResponse, GenerateRequest, ImageFormat
 from serve.served_model import ServedModel
@@ -42,12 +49,14 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("bad input: not an image, truncated or corrupt, or the wrong task for this model"),
     401: _error("missing or wrong API key"),
     404: _error("unknown model"),
+    408: _error("the request body did not arrive within --body-timeout-s"),
     413: _error("body over the byte limit, image over the pixel limit, or absurd image structure"),
     415: _error("unsupported content type, or an image encoding this server does not decode (compressed BMP)"),
     422: _error("invalid parameters or JSON"),
     429: _error("more large images in flight than the decode budgets hold", headers=_RETRY),
     500: _error("inference failed inside the backend"),
-    503: _error("queue full, model loading or server shutting down", headers=_RETRY),
+    503: _error("queue full, too many requests in flight, request-body memory busy, model loading or server "
+                "shutting down", headers=_RETRY),
     504: _error("the request timed out"),
 }
 
@@ -128,30 +137,28 @@ async def run_model(model: ServedModel, rows: np.ndarray, state: ServerState) ->
         raise ApiError(500, f"inference failed for model {model.name}") from exc
 
 
-async def _read_translate_input(request: Request, limit: int) -> tuple[bytes, str | None]:
+async def _read_translate_input(request: Request, state: ServerState) -> tuple[bytes, str | None]:
     """(image bytes, format field) from a multipart form or a raw image body."""
+    settings = state.settings
     media = media_type_of(request)
     if media == "multipart/form-data":
-        body = await read_body(request, limit)
-
-        async def replay() -> dict[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        form = await Request(request.scope, replay).form(max_files=2, max_fields=8)
-        body = b""  # parsed: drop the raw copy (``replay`` holds it) before reading the field's own
-        try:
-            field = form.get("image")
-            fmt = form.get("format")
-            if field is None:
-                raise ApiError(422, "multipart field 'image' is required")
-            data = await field.read() if isinstance(field, UploadFile) else field.encode()
-        finally:
-            await form.close()
-        if fmt is not None and not isinstance(fmt, str):
-            raise ApiError(422, "multipart field 'format' must be text")
-        return data, fmt
+        boundary_of(request.headers.get("content-type", ""))  # a bad boundary is refused before the body is read
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        # Parsed in a worker thread with C-speed delimiter searches: no body can hold the event loop.
+        parts = await anyio.to_thread.run_sync(parse_form, body, request.headers.get("content-type", ""), 8)
+        del body
+        fields = {part.name: part for part in parts}
+        if "image" not in fields:
+            raise ApiError(422, "multipart field 'image' is required")
+        fmt_part = fields.get("format")
+        fmt = None
+        if fmt_part is not None:
+            if fmt_part.filename is not None:
+                raise ApiError(422, "multipart field 'format' must be text")
+            fmt = fmt_part.data.decode("utf-8", "replace")
+        return fields["image"].data, fmt
     if media in INPUT_MEDIA_TYPES or media == "application/octet-stream":
-        return await read_body(request, limit), None
+        return await read_body(request, settings.max_body_bytes, settings.body_timeout_s), None
     shown = media or "none"
     raise ApiError(
         415,
@@ -187,37 +194,57 @@ async def translate(
             400, f"model {model.name} is a {model.task} model; use /v2/models/{model.name}/{model.task}"
         )
     settings = state.settings
-    data, form_format = await _read_translate_input(request, settings.max_body_bytes)
-    fmt = format or _check_format(form_format) or format_from_accept(request.headers.get("accept")) or "png"
+    # multipart holds the body and the image part it is sliced into
+    copies = 2 if media_type_of(request) == "multipart/form-data" else 1
+    body_cost = await reserve_body(state, request, copies)
+    try:
+        data, form_format = await _read_translate_input(request, state)
+        fmt = format or _check_format(form_format) or format_from_accept(request.headers.get("accept")) or "png"
 
-    def open_checked(raw: bytes) -> tuple[Any, tuple[int, int] | None]:
-        image = open_image(raw, settings.max_pixels)  # structure and header only: nothing decoded yet
-        return image, model.draft(image)
+        def open_checked(raw: bytes) -> tuple[Any, tuple[int, int] | None]:
+            image = open_image(raw, settings.max_pixels)  # structure and header only: nothing decoded yet
+            check_aspect(image.size, settings.max_aspect)
+            return image, model.draft(image)
 
-    # Even a header can cost interpreter time (Pillow parses markers in Python), so nothing of the
-    # client's bytes is parsed on the event loop. Two budgets bound memory by configuration: pixels
-    # being decoded, and inference-size pixels from decode to answer (the request's float tensors).
-    image, original = await anyio.to_thread.run_sync(run_lowered, open_checked, data)
-    decoding, inflight = state.decode_budget, state.inflight_budget
-    async with inflight.hold(model.input_pixels(original or image.size), settings.timeout_s):
-        async with decoding.hold(decode_cost(image.format, image.size), settings.timeout_s):
-            rows, restore = await anyio.to_thread.run_sync(run_lowered, model.prepare, image, original, upscale)
-        del image, data  # the upload and its decoder are not held while the request waits for the model
+        # Even a header can cost interpreter time (Pillow parses markers in Python), so nothing of the
+        # client's bytes is parsed on the event loop.
+        image, original = await anyio.to_thread.run_sync(run_lowered, open_checked, data)
+        inflight_cost = await state.inflight_budget.acquire(model.input_pixels(original or image.size),
+                                                            settings.timeout_s)
+    except BaseException:
+        state.body_budget.release(body_cost)
+        raise
+    # Three budgets bound memory by configuration: body bytes until decoded, pixels being decoded and
+    # resized, and inference-size pixels from decode to answer (the request's float tensors).
+    try:
+        try:
+            async with state.decode_budget.hold(model.decode_price(image, original), settings.timeout_s):
+                rows, restore = await anyio.to_thread.run_sync(run_lowered, model.prepare, image, original, upscale)
+        finally:
+            del image, data  # the upload and its decoder are not held while the request waits for the model
+            state.body_budget.release(body_cost)
         output = await run_model(model, rows, state)
         del rows
-
-        def encode() -> bytes:
-            return encode_image(model.restore(output[0], restore), fmt)
-
-        out_w, out_h = restore.original
-        if max(out_w, out_h) <= INLINE_MAX_SIDE:
-            content = encode()
-        elif upscale and out_w * out_h > restore.resized[0] * restore.resized[1]:
-            async with decoding.hold(out_w * out_h, settings.timeout_s):  # enlarging: as large as a decode
-                content = await anyio.to_thread.run_sync(run_lowered, encode, limiter=state.encode_limiter)
-        else:  # bounded by the inference size
-            content = await anyio.to_thread.run_sync(run_lowered, encode, limiter=state.encode_limiter)
+        content = await _encode_translation(model, state, output, restore, fmt, upscale)
+    finally:
+        state.inflight_budget.release(inflight_cost)
     return Response(content, media_type=IMAGE_MEDIA_TYPES[fmt])
+
+
+async def _encode_translation(
+    model: ServedModel, state: ServerState, output: np.ndarray, restore: Any, fmt: str, upscale: bool
+) -> bytes:
+    def encode() -> bytes:
+        return encode_image(model.restore(output[0], restore), fmt)
+
+    out_w, out_h = restore.original
+    if max(out_w, out_h) <= INLINE_MAX_SIDE:
+        return encode()
+    if upscale and out_w * out_h > restore.resized[0] * restore.resized[1]:
+        async with state.decode_budget.hold(out_w * out_h, state.settings.timeout_s):  # enlarging: as large as a decode
+            return await anyio.to_thread.run_sync(run_lowered, encode, limiter=state.encode_limiter)
+    # bounded by the inference size
+    return await anyio.to_thread.run_sync(run_lowered, encode, limiter=state.encode_limiter)
 
 
 @router.post(
@@ -246,7 +273,11 @@ async def generate(
     if media != "application/json" and not media.endswith("+json"):
         raise ApiError(415, f"content type {media or 'none'} is not accepted; send application/json")
     settings = state.settings
-    body = await read_body(request, settings.max_body_bytes)
+    body_cost = await reserve_body(state, request)
+    try:
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+    finally:
+        state.body_budget.release(body_cost)
     try:
         params = GenerateRequest.model_validate_json(body)
     except ValidationError as exc:
