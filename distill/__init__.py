@@ -18,7 +18,7 @@ _LAZY = {
     "model_info": "distill.registry",
     "save_checkpoint": "distill.checkpoint",
     "load_checkpoint": "distill.checkpoint",
-    "import_reference": "distill.checkpoint",
+    "import_reference": "distill.importers",
     "count_macs": "distill.profile",
     "count_params": "distill.profile",
 }

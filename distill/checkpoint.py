@@ -16,8 +16,11 @@ import datetime as _dt
 import hashlib
 import json
 import math
+import os
 import platform
-from collections.abc import Mapping
+import re
+import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,41 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def write_error(path: str | Path, exc: BaseException) -> CheckpointError:
+    """One line naming ``path`` and the operating system's errno for a failed write (disk full, read-only,
+    permission). safetensors reports I/O failures as its own error type with the errno in the text."""
+    errno_ = getattr(exc, "errno", None)
+    reason = getattr(exc, "strerror", None)
+    if errno_ is None:
+        found = re.search(r"(?:code: |os error )(\d+)", str(exc))
+        if found:
+            errno_ = int(found.group(1))
+            reason = os.strerror(errno_)
+    if errno_ is not None:
+        return CheckpointError(f"cannot write {path}: [Errno {errno_}] {reason or os.strerror(errno_)}")
+    return CheckpointError(f"cannot write {path}: {type(exc).__name__}: {exc}")
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """``write(tmp)`` to a temporary name in ``path``'s folder, then rename it onto ``path``.
+
+    A reader never sees a half-written file, and a failed write (disk full) leaves neither the temporary
+    file nor a damaged ``path`` behind: the error is one line with the path and the errno.
+    """
+    path = Path(path)
+    # A name of our own rather than mkstemp's, so the file gets the umask's mode like any other output.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) or type(exc).__name__ == "SafetensorError":
+            raise write_error(path, exc) from exc
+        raise
+    return path
+
+
 def save_checkpoint(model: nn.Module, directory: str | Path, provenance: Mapping[str, Any] | None = None) -> Path:
     """Write ``model`` (built by ``create_model``) to ``directory`` as config.json + model.safetensors.
 
@@ -59,11 +97,13 @@ def save_checkpoint(model: nn.Module, directory: str | Path, provenance: Mapping
             f"{type(model).__name__} was not built by create_model, so its architecture cannot be recorded"
         )
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(directory, exc) from exc
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    tmp = directory / (WEIGHTS_NAME + ".tmp")
-    save_file(state, str(tmp), metadata={"format": FORMAT, "arch": cfg["arch"]})
-    tmp.replace(directory / WEIGHTS_NAME)
+    metadata = {"format": FORMAT, "arch": cfg["arch"]}
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata=metadata))
     from distill import __version__
 
     config = {
@@ -79,8 +119,25 @@ def save_checkpoint(model: nn.Module, directory: str | Path, provenance: Mapping
             **dict(provenance or {}),
         },
     }
-    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    text = json.dumps(config, indent=2) + "\n"
+    atomic_write(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text))
     return directory
+
+
+_PTH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".tar", ".pkl", ".safetensors")
+
+
+def _not_a_directory(path: Path) -> str:
+    """Why ``path`` is no checkpoint directory, and for a PyTorch file, the command that converts it."""
+    if not path.exists():
+        return f"checkpoint directory {path} does not exist"
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    torch_file = head.startswith((b"PK\x03\x04", b"\x80")) or path.suffix.lower() in _PTH_SUFFIXES
+    if torch_file:
+        return (f"{path.name} is a PyTorch file, not a slimgan checkpoint directory: convert it with "
+                f"`slimgan import {path} --out DIR`")
+    return f"{path} is a file, not a slimgan checkpoint directory (config.json + model.safetensors)"
 
 
 def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
@@ -88,7 +145,7 @@ def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     path = directory / CONFIG_NAME
     if not directory.is_dir():
-        raise CheckpointError(f"checkpoint directory {directory} does not exist")
+        raise CheckpointError(_not_a_directory(directory))
     if not path.is_file():
         raise CheckpointError(f"{directory} is not a slimgan checkpoint: {CONFIG_NAME} is missing")
     try:
@@ -274,44 +331,7 @@ def load_state_dict_checked(model: nn.Module, state: Mapping[str, torch.Tensor],
     model.load_state_dict(state, strict=True)
 
 
-def patch_instance_norm_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop InstanceNorm running statistics that old reference checkpoints carry (pytorch < 0.4).
-
-    The reference's ``__patch_instance_norm_state_dict`` removes ``running_mean`` / ``running_var``
-    (when the module keeps none) and ``num_batches_tracked`` from InstanceNorm modules; this does the
-    same for every InstanceNorm in ``model``.
-    """
-    state = dict(state)
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.modules.instancenorm._InstanceNorm):
-            continue
-        prefix = f"{name}." if name else ""
-        for attr in ("running_mean", "running_var", "num_batches_tracked"):
-            if getattr(module, attr, None) is None:
-                state.pop(prefix + attr, None)
-    return state
-
-
-def read_reference_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a reference ``.pth`` with ``weights_only=True``; unwrap ``state_dict`` / ``module.`` prefixes."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"reference checkpoint {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # the unpickler's refusal is the user's problem to see, in one line
-        raise CheckpointError(f"{path} cannot be read as a weights-only state dict: {_unpickle_reason(exc)}") from exc
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path} does not hold a state dict of tensors")
-    state = {str(k): v for k, v in obj.items()}
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state
-
-
-def _unpickle_reason(exc: Exception) -> str:
+def unpickle_reason(exc: Exception) -> str:
     """The line of a ``torch.load`` failure that says what was refused, without PyTorch's advice to
     retry with ``weights_only=False`` (which would run the file's code)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -333,7 +353,7 @@ def read_training_state(path: str | Path, device: str | torch.device = "cpu") ->
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path} cannot be read as a weights-only training state: {_unpickle_reason(exc)}") from exc
+        raise CheckpointError(f"{path} cannot be read as a weights-only training state: {unpickle_reason(exc)}") from exc
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path} does not hold a training state (got {type(state).__name__})")
     for key, kind in TRAINING_STATE_KEYS.items():
@@ -342,64 +362,6 @@ def read_training_state(path: str | Path, device: str | torch.device = "cpu") ->
         if not isinstance(state[key], kind) or isinstance(state[key], bool):
             raise CheckpointError(f"{path}: {key!r} has the wrong type ({type(state[key]).__name__})")
     return dict(state)
-
-
-def import_reference(
-    path: str | Path, arch: str | None, out: str | Path, role: str | None = None, **kwargs: Any
-) -> Path:
-    """Convert a reference ``.pth`` (pix2pix/CycleGAN, GAN Compression, CAT, OMGD, pytorch/examples) into a checkpoint.
-
-    ``arch=None``: the architecture and every width are inferred from the keys and shapes
-    (:mod:`distill.infer_arch`); two fitting families are an error naming both. With ``arch`` given,
-    unspecified widths are still read off the file and the result must fit it key for key: the error
-    names the first key that disagrees. ``config.json`` provenance records what was inferred, the
-    source repository's pixel convention (:mod:`distill.conventions`) and what was dropped.
-
-    ``role`` (recorded in the provenance): ``teacher`` by default for a generator, since a reference
-    model is what one distills from; ``student`` for a reference model one means to deploy as is.
-    """
-    from distill.conventions import convention_for_family
-    from distill.infer_arch import first_disagreement, infer_architecture, infer_candidates
-
-    raw = read_reference_state_dict(path)
-    if arch is None:
-        inferred = infer_architecture(raw, source=str(path))
-        arch, resolved, how = inferred.arch, {**inferred.kwargs, **kwargs}, "inferred from keys and shapes"
-    else:
-        matches = [c for c in infer_candidates(raw) if c.arch == arch]
-        inferred = matches[0] if matches else None
-        resolved = {**(inferred.kwargs if inferred else {}), **kwargs}
-        how = "given (--arch) and checked against the keys and shapes"
-    info = model_info(arch)
-    model = create_model(arch, **resolved)
-    state = patch_instance_norm_state_dict(model, raw)
-    problem = first_disagreement(model.state_dict(), state)
-    if problem:
-        args = ", ".join(f"{k}={v}" for k, v in model.slimgan_config["kwargs"].items() if k != "config" or isinstance(v, str))
-        raise CheckpointError(f"{path} is not {arch}({args}): {problem}; check --arch and the widths")
-    load_state_dict_checked(model, state, source=str(path))
-    dropped = sorted(set(raw) - set(state))
-    kinds: dict[str, int] = {}
-    for key in dropped:
-        kinds[key.rsplit(".", 1)[-1]] = kinds.get(key.rsplit(".", 1)[-1], 0) + 1
-    provenance: dict[str, Any] = {
-        "imported_from": str(Path(path).resolve()),
-        "source_sha256": file_sha256(path),
-        "reference": info.reference,
-        "role": role or ("discriminator" if info.role == "discriminator" else "teacher"),
-        "architecture": how,
-        "convention": convention_for_family(info.family, info.value_range),
-        "import": {
-            "source_keys": len(raw), "kept_keys": len(state), "dropped_keys": len(dropped),
-            "dropped_by_name": kinds,
-            "dropped_reason": "InstanceNorm buffers the model does not keep "
-                              "(running_mean / running_var / num_batches_tracked), dropped as the reference's loader does",
-        },
-    }
-    if inferred is not None:
-        provenance["inferred"] = inferred.to_dict()
-        provenance["inferred_summary"] = inferred.summary()
-    return save_checkpoint(model, out, provenance=provenance)
 
 
 def import_summary(directory: str | Path) -> str:

@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from distill import create_model, load_checkpoint
-from distill.checkpoint import import_reference
 from distill.errors import CheckpointError, ConfigError
-from distill.infer_arch import infer_architecture, infer_candidates
+from distill.importers import import_reference, infer_architecture, infer_candidates
 
 CLI = [sys.executable, "-m", "slimgan.cli"]
 

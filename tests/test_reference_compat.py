@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from distill import create_model, load_checkpoint
-from distill.checkpoint import import_reference
 from distill.errors import CheckpointError
+from distill.importers import import_reference
 
 
 def resnet_9blocks_keys(ngf: int) -> dict[str, tuple[int, ...]]:

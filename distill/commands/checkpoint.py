@@ -10,7 +10,8 @@ def _add_arch_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ngf", type=int, help="generator width (reference default 64)")
     parser.add_argument("--ndf", type=int, help="discriminator width (reference default 64)")
     parser.add_argument("--width", type=float, help="multiplier on the family's default ngf / ndf")
-    parser.add_argument("--norm", choices=["instance", "batch", "none"])
+    parser.add_argument("--norm", choices=["instance", "instance_affine", "batch", "none"],
+                        help="instance_affine: InstanceNorm with a learned scale and shift")
     parser.add_argument("--input-nc", type=int, dest="input_nc")
     parser.add_argument("--output-nc", type=int, dest="output_nc")
     parser.add_argument("--n-layers", type=int, dest="n_layers", help="n_layers discriminator depth")
@@ -35,16 +36,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp = subparsers.add_parser(
         "import",
         help="convert a reference .pth (pix2pix/CycleGAN, GAN Compression, CAT, OMGD, pytorch/examples) into a checkpoint",
-        description="Reads the .pth with torch.load(weights_only=True): no arbitrary objects are unpickled. Without "
-        "--arch the architecture and its widths are inferred from the key names and shapes; with --arch they are "
-        "checked against them.",
+        description="Reads the .pth with torch.load(weights_only=True, map_location='cpu'): no arbitrary objects are "
+        "unpickled, and weights saved on a GPU load on a CPU. The generator may sit inside a training checkpoint "
+        "(state_dict, netG, g_ema, ...) and carry module. / _orig_mod. prefixes. Without --arch the architecture "
+        "and its widths are inferred from the key names and shapes (or, for renamed modules, the layer order and "
+        "shapes); with --arch they are checked against them.",
     )
     imp.add_argument("reference", metavar="REF.pth")
     imp.add_argument("--arch", help="registered architecture (default: inferred from the weights)")
+    imp.add_argument("--key", help="which tensor dict of a file that holds several (e.g. netG_A, g_ema); "
+                                   "default: the one a known generator fits")
     _add_arch_args(imp)
     imp.add_argument("--out", required=True, help="checkpoint directory to write")
     imp.add_argument("--role", choices=["teacher", "student"], default=None,
-                     help="what the checkpoint is, recorded in its provenance (default: teacher for a generator)")
+                     help="what the checkpoint is, recorded in its provenance (default: student for GAN Compression, "
+                          "CAT and OMGD student families, teacher for other generators)")
     imp.set_defaults(func=run_import)
 
     info = subparsers.add_parser("info", help="architecture, parameter count and MACs of a checkpoint or arch")
@@ -68,9 +74,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from distill.checkpoint import checkpoint_role, import_reference, import_summary, read_checkpoint_config
+    from distill.checkpoint import checkpoint_role, import_summary, read_checkpoint_config
+    from distill.importers import import_reference
 
-    out = import_reference(args.reference, args.arch, args.out, role=args.role, **_arch_kwargs(args))
+    out = import_reference(args.reference, args.arch, args.out, role=args.role, key=args.key, **_arch_kwargs(args))
     config = read_checkpoint_config(out)
     summary = config["provenance"].get("inferred_summary") or config["arch"]
     verb = "inferred" if args.arch is None else "checked"

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from distill.errors import CheckpointError
+from distill.errors import CheckpointError, SlimganError
 
 State = Mapping[str, torch.Tensor]
 
@@ -65,13 +65,15 @@ def _shape(state: State, key: str) -> tuple[int, ...] | None:
 
 
 def _norm(state: State, conv_key: str, norm_key: str) -> str:
-    """batch if the norm after ``conv_key`` has an affine weight, instance if the conv has a bias, else none.
+    """The norm after ``conv_key``: batch (affine weight and running stats), instance_affine (affine weight,
+    no running stats), instance (no weight, the conv has a bias), else none.
 
-    pix2pix's BatchNorm is affine; its InstanceNorm is not, and only InstanceNorm gives the convs a bias.
-    Old (pytorch < 0.4) InstanceNorm checkpoints carry running stats without a weight: still instance.
+    pix2pix's BatchNorm is affine and tracks statistics; its InstanceNorm keeps neither unless built with
+    ``affine=True``, and only InstanceNorm gives the convs a bias. Old (pytorch < 0.4) InstanceNorm
+    checkpoints carry running stats without a weight: still instance.
     """
     if f"{norm_key}.weight" in state:
-        return "batch"
+        return "batch" if f"{norm_key}.running_mean" in state else "instance_affine"
     return "instance" if f"{conv_key}.bias" in state else "none"
 
 
@@ -255,8 +257,6 @@ READERS: list[Callable[[State], list[Inferred]]] = [_resnet_like, _unet_like, _p
 
 def fits(arch: str, kwargs: dict[str, Any], state: State) -> str | None:
     """None when ``create_model(arch, **kwargs)`` has exactly ``state``'s keys and shapes, else the first difference."""
-    from distill.checkpoint import patch_instance_norm_state_dict
-    from distill.errors import SlimganError
     from distill.registry import create_model
 
     try:
@@ -266,6 +266,24 @@ def fits(arch: str, kwargs: dict[str, Any], state: State) -> str | None:
         return str(exc)
     state = patch_instance_norm_state_dict(model, dict(state))
     return first_disagreement(model.state_dict(), state)
+
+
+def patch_instance_norm_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop InstanceNorm running statistics that old reference checkpoints carry (pytorch < 0.4).
+
+    The reference's ``__patch_instance_norm_state_dict`` removes ``running_mean`` / ``running_var``
+    (when the module keeps none) and ``num_batches_tracked`` from InstanceNorm modules; this does the
+    same for every InstanceNorm in ``model``.
+    """
+    state = dict(state)
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.modules.instancenorm._InstanceNorm):
+            continue
+        prefix = f"{name}." if name else ""
+        for attr in ("running_mean", "running_var", "num_batches_tracked"):
+            if getattr(module, attr, None) is None:
+                state.pop(prefix + attr, None)
+    return state
 
 
 def first_disagreement(expected: Mapping[str, torch.Tensor], state: State) -> str | None:
