@@ -17,11 +17,16 @@ def _row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in FIELDS if k in row}
 
 
-def write_summary(out: Path, args: Any, recipe: Any, rows: list[dict[str, Any]], ref_row: dict[str, Any],
-                  chosen_row: dict[str, Any], finals: dict[str, Any], meter: Any, sn_report: dict[str, Any],
-                  pairs: Any, times: dict[str, float], t0: float) -> dict[str, Any]:
-    """Everything a reader needs to judge the run; written to ``out/pareto.json`` and returned."""
+def write_summary(out: Path, args: Any, recipe: Any, run: dict[str, Any]) -> dict[str, Any]:
+    """Everything a reader needs to judge the run; written to ``out/pareto.json`` and returned.
+
+    ``run``: ``rows``, ``ref_row``, ``chosen_row``, ``finals``, ``meter``, ``supernet`` (training report),
+    ``pairs``, ``times`` and ``t0`` (the run's start, ``time.perf_counter``).
+    """
     from distill.search.evolve import pareto_front
+
+    rows, ref_row, chosen_row, finals = run["rows"], run["ref_row"], run["chosen_row"], run["finals"]
+    meter, pairs = run["meter"], run["pairs"]
 
     front = {r["key"] for r in pareto_front(rows)}
     candidates = sorted(({**_row(r), "pareto": r["key"] in front} for r in rows), key=lambda r: r["relative_latency"])
@@ -42,7 +47,7 @@ def write_summary(out: Path, args: Any, recipe: Any, rows: list[dict[str, Any]],
         "rule": (f"best psnr_teacher under --budget-ms {args.budget_ms}" if args.budget_ms is not None else
                  f"fastest within {recipe.search.tolerance_db} dB of the reference (supernet weights)"),
     }
-    times = {**times, "total_s": round(time.perf_counter() - t0, 1)}
+    times = {**run["times"], "total_s": round(time.perf_counter() - run["t0"], 1)}
     report = {
         "smoke_test": recipe.smoke_test,
         "note": ("--quick: a smoke test of the pipeline (few photos and steps); its numbers say nothing about "
@@ -58,8 +63,9 @@ def write_summary(out: Path, args: Any, recipe: Any, rows: list[dict[str, Any]],
                     "mobile_resnet_9blocks ngf 16 (reference_ms_window); candidates are ranked by relative_latency"),
         "candidates": candidates, "reference": reference, "chosen": chosen,
         "pareto_front": [r["config"] for r in candidates if r["pareto"]],
-        "supernet_training": sn_report,
-        "finetune": {k: v["report"] for k, v in finals.items()},
+        "supernet_training": run["supernet"],
+        "finetune": {k: finals[k]["report"] for k in ("chosen", "reference")},
+        "finetune_attempts": finals["attempts"],
         "latency_measurements": meter.measured, "dropped": meter.failures, "timings": times,
         "recipe": recipe.to_dict(), "python": platform.python_version(),
     }

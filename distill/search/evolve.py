@@ -76,7 +76,7 @@ def evolve(space: SearchSpace, score: Callable[[dict[str, Any]], dict[str, Any] 
         fast_ok = sorted((r for r in rows if feasible is None or feasible(r)), key=lambda r: r["latency"])
         parents = _unique(pareto_front(rows) + fast_ok[: max(2, population // 2)])
 
-        def child() -> dict[str, Any]:
+        def child(parents: list[dict[str, Any]] = parents) -> dict[str, Any]:
             a, b = rng.choice(parents)["genes"], rng.choice(parents)["genes"]
             return space.mutate(space.crossover(a, b, rng), rng)
 

@@ -1,6 +1,6 @@
 """The settings of one ``slimgan search`` run, from code defaults or a recipe (``configs/search/*.yaml``).
 
-Two scales: the default (sized to finish within about 75 minutes on two idle cores: every training stage
+Two scales: the default (sized to finish within about 80 minutes on two idle cores, retries included: every training stage
 also has a wall-clock limit, so a slower machine trains fewer steps rather than running over) and
 ``--quick``, a smoke test of the whole pipeline in minutes.
 
@@ -8,7 +8,7 @@ Recipe layout (every section and key optional)::
 
     supernet: {steps, batch, crop, lr, seed, time_limit_s}
     finetune: {steps, batch, crop, lr, seed, time_limit_s}
-    search:   {population, generations, time_limit_s, tolerance_db, seed}
+    search:   {population, generations, time_limit_s, tolerance_db, final_tolerance_db, retries, seed}
     data:     {holdout_every, max_photos}
     latency:  {rounds, min_time_s}
     space:    {stem: [...], down: [...], trunk: [...], inner: [...], depth: [...], up1: [...], up2: [...],
@@ -34,6 +34,8 @@ class SearchStage:
     generations: int = 3
     time_limit_s: float = 900.0
     tolerance_db: float = 0.3
+    final_tolerance_db: float = 0.5
+    retries: int = 2
     seed: int = 0
 
 
@@ -52,9 +54,9 @@ class LatencySettings:
 @dataclass
 class SearchRecipe:
     supernet: TrainSettings = field(default_factory=lambda: TrainSettings(steps=3000, batch=4, crop=128, lr=1e-3,
-                                                                          time_limit_s=35 * 60))
+                                                                          time_limit_s=30 * 60))
     finetune: TrainSettings = field(default_factory=lambda: TrainSettings(steps=1500, batch=4, crop=128, lr=2e-4,
-                                                                          time_limit_s=8 * 60))
+                                                                          time_limit_s=6 * 60))
     search: SearchStage = field(default_factory=SearchStage)
     data: DataSettings = field(default_factory=DataSettings)
     latency: LatencySettings = field(default_factory=LatencySettings)
