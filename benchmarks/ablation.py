@@ -31,7 +31,6 @@ Results: ``--out FILE.json`` plus ``FILE.md`` (a markdown table).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import time
@@ -48,6 +47,7 @@ from benchmarks.distill_bench import (
     Scale,
     aggregate,
 )
+from benchmarks.report import format_cmp, vs_baseline, write_report
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +138,11 @@ def run_ablation(out: str | Path, methods: tuple[str, ...] = METHODS, scale: Sca
               "std": "sample standard deviation over seeds (ddof 1)",
               "teacher_metrics": aggregate(teachers, seed_list), "total_wall_s": time.perf_counter() - t0,
               "rows": rows}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    out.with_suffix(".md").write_text(format_table(rows, report))
+    base = next((r for r in rows if r["method"] == "scratch"), None)
+    for r in rows:
+        if base is not None and r is not base:  # paired by seed: the same data, init seed and teacher
+            r["vs_baseline"] = {m: vs_baseline(r, base, m) for m in ("psnr_gt", "psnr_teacher")}
+    write_report(out, report, format_table(rows, report))
     return report
 
 
@@ -160,12 +162,13 @@ def _pm(r: dict[str, Any], key: str, digits: int = 2) -> str:
 def format_table(rows: list[dict[str, Any]], report: dict[str, Any] | None = None) -> str:
     """Markdown table of the rows, ``mean ± std`` over seeds; ``x l1`` is the mean step-time ratio to ``l1``."""
     base = next((r["sec_per_step"] for r in rows if r["method"] == "l1"), None)
-    lines = ["| method | psnr_gt | ssim_gt | psnr_teacher | fid | sec/step | x l1 | seeds |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | psnr_gt | ssim_gt | psnr_teacher | fid | vs scratch: psnr_gt | sec/step | x l1 | seeds |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = r["sec_per_step"] / base if base and r.get("sec_per_step") is not None else None
+        cmp = format_cmp((r.get("vs_baseline") or {}).get("psnr_gt"))
         lines.append(f"| {r['method']} | {_pm(r, 'psnr_gt')} | {_pm(r, 'ssim_gt', 3)} | {_pm(r, 'psnr_teacher')} | "
-                     f"{_pm(r, 'fid')} | {_fmt(r.get('sec_per_step'), 3)} | {_fmt(ratio)} | {len(r['seeds'])} |")
+                     f"{_pm(r, 'fid')} | {cmp} | {_fmt(r.get('sec_per_step'), 3)} | {_fmt(ratio)} | {len(r['seeds'])} |")
     if report:
         tm = report.get("teacher_metrics") or {}
         lines.append("")

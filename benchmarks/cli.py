@@ -18,7 +18,7 @@ BENCH_COMMANDS = [
     "benchmarks.cli:register_latency",
     "benchmarks.cli:register_quality",
     "benchmarks.ablation:register_ablation",
-    "benchmarks.distill_bench:register_distill",
+    "benchmarks.distill_cli:register_distill",
 ]
 
 

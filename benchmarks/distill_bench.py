@@ -32,13 +32,14 @@ constant rate: DCGAN's) and seeds. Score: ``fid_classifier`` (:mod:`distill.metr
 between ``samples`` generated images (z from that seed) and the held-out ``test/`` images, on a
 classifier trained on ``train/``; its held-out accuracy is ``setup.classifier_accuracy``.
 
+The command line (``slimgan bench distill``) is :mod:`benchmarks.distill_cli`.
+
 Output: ``{"teacher": {...}, "scratch": {...}, "distilled": {...}, ["dgl_gan": {...}], "setup": {...},
 "comparisons": [...]}`` and a markdown table beside the JSON (``.md``).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import math
@@ -516,7 +517,8 @@ def run_distill_bench(out_json: str | Path, quick: bool = False, work: str | Pat
         report = run_paired_bench(out_json, quick, work_dir, seed_list, device, data_dir, scale)
     else:
         if data_dir is None:
-            raise ConfigError("--task unconditional needs --data DIR (train/<label>/*.png, test/<label>/*.png)")
+            raise ConfigError("--task unconditional needs --data DIR (train/<label>/*.png, test/<label>/*.png) or "
+                              "--teacher DIR (a generator; its samples are the data)")
         report = run_unconditional_bench(out_json, quick, work_dir, seed_list, device, data_dir, scale)
     report["setup"]["wall_s"] = round(time.perf_counter() - start, 1)
     write_report(out_json, report, format_table(report))
@@ -550,64 +552,3 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(f"\n{task}: {s['data']}; train images {s['train_images']}; steps {s['steps']}; seeds {s['seeds']}"
                  f"{extra}; wall {s.get('wall_s')} s.")
     return "\n".join(lines) + "\n"
-
-
-def register_distill(bench_sub: argparse._SubParsersAction) -> None:
-    p = bench_sub.add_parser(
-        "distill", help="teacher vs slim student trained alone vs distilled, same data, steps and seeds",
-        description="paired (default): pix2pix teacher, a 1/4-width student trained alone (scratch) and the same "
-                    "student distilled with feature KD, on the same training pairs (synthetic, or --data DIR, an "
-                    "aligned folder with train/ and test/); psnr_gt/ssim_gt on held-out pairs. unconditional "
-                    "(--data DIR with train/<label>/, test/<label>/, e.g. MNIST): DCGAN teacher, the slim DCGAN "
-                    "alone, KD-GAN and DGL-GAN students; fid_classifier. Mean ± std over --seeds.")
-    p.add_argument("--task", default="paired", choices=TASKS)
-    p.add_argument("--data", default=None, help="paired: aligned folder (train/, test/); unconditional: class folders")
-    p.add_argument("--teacher", default=None, metavar="DIR",
-                   help="translation / unconditional: the teacher checkpoint directory (e.g. from slimgan import)")
-    p.add_argument("--photos", default=None, metavar="DIR",
-                   help="translation: a folder of photos (train/ and test/ inside are used as given, else split)")
-    p.add_argument("--methods", default=None,
-                   help="translation: comma list of rows (default l1,feature,crd,vem; also mse); l1 is the baseline")
-    p.add_argument("--res", type=int, default=None, help="translation: photos' short side in pixels (default 256)")
-    p.add_argument("--crop", type=int, default=None, help="translation: training crop side (default 128)")
-    p.add_argument("--quick", action="store_true", help="small scale: a smoke test, labelled so (minutes on 2 CPU cores)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[3],
-                   help="one number N: seeds 0..N-1; several: those seeds (default 3; also with --quick)")
-    p.add_argument("--steps", type=int, default=None, help="student steps per row (default: the scale's)")
-    p.add_argument("--teacher-steps", type=int, default=None, help="teacher steps (default: the scale's)")
-    p.add_argument("--out", required=True, help="result JSON file (a .md table is written beside it)")
-    p.add_argument("--work", default=None, help="folder for data and runs (default: next to --out)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no training progress display")
-    p.set_defaults(func=run_bench_distill)
-
-
-def seed_list(values: list[int]) -> list[int]:
-    """``--seeds N`` (one number): seeds 0..N-1; several numbers: exactly those seeds."""
-    if len(values) == 1:
-        if values[0] < 1:
-            raise ConfigError(f"--seeds must be at least 1, got {values[0]}")
-        return list(range(values[0]))
-    if len(set(values)) != len(values) or min(values) < 0:
-        raise ConfigError(f"--seeds lists each seed once, none negative; got {values}")
-    return list(values)
-
-
-def run_bench_distill(args: argparse.Namespace) -> int:
-    seeds = seed_list(args.seeds)
-    if args.task == "translation":
-        from benchmarks.translation_bench import run_translation_cli
-
-        return run_translation_cli(args, seeds)
-    size = "quick" if args.quick else "full"
-    scale = (SCALES if args.task == "paired" else UNCOND_SCALES)[size]
-    for flag, field in ((args.steps, "student_steps"), (args.teacher_steps, "teacher_steps")):
-        if flag is not None:
-            if flag < 1:
-                raise ConfigError(f"--{field.replace('student_', '').replace('_', '-')} must be at least 1, got {flag}")
-            scale = replace(scale, **{field: flag})
-    report = run_distill_bench(args.out, quick=args.quick, work=args.work, seeds=seeds, device=args.device,
-                               task=args.task, data=args.data, scale=scale)
-    print(format_table(report), end="")
-    print(f"wrote {args.out}")
-    return 0

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,15 +119,43 @@ def _json_value(x: float | None) -> float | None:
     return float(x)
 
 
-def evaluate_models(
-    models: list[str], data: str | Path, out: str | Path, *, layout: str = "aligned", phase: str = "test",
-    direction: str = "AtoB", teacher: str | None = None, res: int | None = None, num: int | None = None,
-    batch_size: int = 8, weights_path: str | Path | None = None, cache_dir: str | Path | None = None,
-    seg_model: str | None = None, num_classes: int | None = None, seed: int = 0,
-    kid_subset_size: int = 1000, is_splits: int = 10,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class QualityOptions:
+    """Options of :func:`evaluate_models` (the ``slimgan bench quality`` flags)."""
+
+    layout: str = "aligned"
+    phase: str = "test"
+    direction: str = "AtoB"
+    teacher: str | None = None
+    res: int | None = None
+    num: int | None = None
+    batch_size: int = 8
+    weights_path: str | Path | None = None
+    cache_dir: str | Path | None = None
+    seg_model: str | None = None
+    num_classes: int | None = None
+    seed: int = 0
+    kid_subset_size: int = 1000
+    is_splits: int = 10
+
+
+@dataclass
+class _Inputs:
+    """What every model is scored against: the dataset, the Inception side and the segmenter."""
+
+    dataset: Any
+    count: int
+    paired: bool
+    inception: Any = None
+    real_stats: dict[str, np.ndarray] | None = None
+    seg_fn: Callable[..., Any] | None = None
+
+
+def evaluate_models(models: list[str], data: str | Path, out: str | Path, options: QualityOptions | None = None,
+                    **overrides: Any) -> dict[str, Any]:
     """Run the quality benchmark; writes ``quality.json`` and ``quality.md`` into ``out`` and returns the report.
 
+    ``options`` (or the same names as keywords: ``teacher=...``) are :class:`QualityOptions`.
     Each model is a checkpoint directory (run in torch) or an exported bundle (run in ONNX Runtime).
     Translation models turn the dataset's A images into fakes compared with the real B images
     (PSNR/SSIM to ground truth only for the paired ``aligned`` layout); unconditional models draw
@@ -134,116 +163,137 @@ def evaluate_models(
     the same inputs are added. With ``seg_model`` (``module:function``) the mIoU of the segmenter on
     the fakes is measured against its own predictions on the real images.
     """
-    import torch
-
     from benchmarks.generators import load_generator
-    from distill.data import TransformConfig, build_dataset
-    from distill.metrics import psnr, ssim, variance_of_laplacian
 
+    opts = replace(options or QualityOptions(), **overrides)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    inputs, size = _load_inputs(data, opts)
+    weights, inception_reason = _setup_inception(inputs, opts)
+    teacher = opts.teacher
+    names = list(models) + ([teacher] if teacher and teacher not in models else [])
+    generators = {m: load_generator(m) for m in names}
+    results = []
+    teacher_outputs: list[Any] = []
+    order = ([teacher] if teacher else []) + [m for m in models if m != teacher]
+    for name in order:
+        row = _score_model(name, generators[name], inputs, opts, teacher_outputs)
+        results.append(row)
+        log.info("quality %s: %s", name, {k: v for k, v in row.items() if isinstance(v, float)})
+
+    report = {
+        "schema": "slimgan-quality/1",
+        "data": {"root": str(data), "layout": opts.layout, "phase": opts.phase, "direction": opts.direction, **size,
+                 "images": inputs.count},
+        "teacher": teacher,
+        "inception": {"weights": str(weights) if weights else None,
+                      "available": weights is not None, "reason": inception_reason,
+                      "reference_cached": bool(inputs.real_stats["cached"]) if inputs.real_stats is not None else None},
+        "segmentation": {"model": opts.seg_model, "num_classes": opts.num_classes,
+                         "labels": "segmenter predictions on the real images" if opts.seg_model else None},
+        "results": results,
+    }
+    (out / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "quality.md").write_text(format_quality_table(report))
+    return report
+
+
+def _load_inputs(data: str | Path, opts: QualityOptions) -> tuple[_Inputs, dict[str, Any]]:
+    """The dataset (at ``res`` or its own size), how many images to score, and the size record."""
+    from distill.data import TransformConfig, build_dataset
+
+    res = opts.res
     transform = TransformConfig(load_size=res or 0, crop_size=res or 0, flip=False, train=False)
-    dataset = build_dataset(layout, data, phase=phase, direction=direction, transform=transform, seed=seed)
-    count = len(dataset) if num is None else min(num, len(dataset))
+    dataset = build_dataset(opts.layout, data, phase=opts.phase, direction=opts.direction, transform=transform,
+                            seed=opts.seed)
+    count = len(dataset) if opts.num is None else min(opts.num, len(dataset))
     if count < 2:
-        raise ConfigError(f"{data} ({layout}, {phase}) has {len(dataset)} images; the quality benchmark needs 2+")
-    paired = layout == "aligned"
+        raise ConfigError(f"{data} ({opts.layout}, {opts.phase}) has {len(dataset)} images; the quality benchmark needs 2+")
     # None: the data's own size (resizing 64 px data to 256 px changes every score); the report says which
     native = list(dataset[0]["B"].shape[-2:])
     size = {"res": res or (native[0] if native[0] == native[1] else native),
             "res_source": "--res" if res else "the data's own size"}
     if res is None:
         log.info("evaluating at the data's own size, %s (give --res to resize)", "x".join(map(str, native)))
-
-    weights = resolve_inception_weights(weights_path)
-    inception_reason = None
-    real_stats: dict[str, np.ndarray] | None = None
-    inception = None
-    if weights is None:
-        inception_reason = (
-            f"Inception weights not found ({weights_path or '$' + WEIGHTS_ENV + ' unset'}); "
-            "FID/KID/IS need pytorch-fid's pt_inception-2015-12-05-6726825d.pth"
-        )
-        log.warning("FID/KID/IS unavailable: %s", inception_reason)
-    else:
-        subset = _Subset(dataset, count)
-        real_stats = dataset_statistics(subset, weights, res, batch_size, cache_dir,
-                                        files=_dataset_files(dataset, count),
-                                        extra_key=f"{layout}|{phase}|{direction}|{count}")
-        inception = load_inception(weights)
-    seg_fn = load_callable(seg_model) if seg_model else None
-    if seg_fn is not None and not num_classes:
+    seg_fn = load_callable(opts.seg_model) if opts.seg_model else None
+    if seg_fn is not None and not opts.num_classes:
         raise ConfigError("--seg-model needs --num-classes")
+    return _Inputs(dataset, count, opts.layout == "aligned", seg_fn=seg_fn), size
 
-    names = list(models) + ([teacher] if teacher and teacher not in models else [])
-    generators = {m: load_generator(m) for m in names}
-    results = []
-    teacher_outputs: list[torch.Tensor] = []
-    order = ([teacher] if teacher else []) + [m for m in models if m != teacher]
-    for name in order:
-        gen = generators[name]
-        acc = _Accumulator()
-        conf = np.zeros((num_classes, num_classes), np.int64) if seg_fn else None
-        feats, logits = [], []
-        gen_rng = torch.Generator().manual_seed(seed)
-        for bi, start in enumerate(range(0, count, batch_size)):
-            idx = range(start, min(start + batch_size, count))
-            samples = [dataset[i] for i in idx]
-            real = torch.stack([s["B"] for s in samples])  # (B, C, H, W)
-            if gen.task == "generate":
-                z = torch.randn(len(idx), gen.latent_size, generator=gen_rng)
-                fake = gen(z)
-            else:
-                fake = gen(torch.stack([s["A"] for s in samples]))
-            fake = fake.float().clamp(-1, 1)
-            acc.add("vol", variance_of_laplacian(fake), len(idx))
-            if paired and gen.task == "translate" and fake.shape == real.shape:
-                acc.add("psnr_gt", psnr(fake, real), len(idx))
-                acc.add("ssim_gt", ssim(fake, real), len(idx))
-            if teacher and name == teacher:
-                teacher_outputs.append(fake)
-            elif teacher and teacher_outputs and fake.shape == teacher_outputs[bi].shape:
-                acc.add("psnr_teacher", psnr(fake, teacher_outputs[bi]), len(idx))
-                acc.add("ssim_teacher", ssim(fake, teacher_outputs[bi]), len(idx))
-            if inception is not None:
-                f, lg = inception_outputs(fake, inception, batch_size)
-                feats.append(f)
-                logits.append(lg)
-            if seg_fn is not None:
-                conf += confusion_matrix(_class_map(seg_fn(fake), num_classes),
-                                         _class_map(seg_fn(real), num_classes), num_classes)
-        row: dict[str, Any] = {"model": name, "arch": gen.arch, "runtime": gen.runtime, "task": gen.task,
-                               "images": count, "is_teacher": bool(teacher and name == teacher)}
-        row.update({k: _json_value(v) for k, v in acc.means().items()})
-        if inception is not None and real_stats is not None:
-            f_fake, l_fake = np.concatenate(feats), np.concatenate(logits)
-            row["fid"] = (fid_from_features(real_stats["features"], f_fake) if len(f_fake) <= FEATURE_DIM
-                          else frechet_distance(real_stats["mu"], real_stats["sigma"], *statistics(f_fake)))
-            kid_mean, kid_std = kid_from_features(real_stats["features"], f_fake, subset_size=kid_subset_size)
-            row["kid"], row["kid_std"] = kid_mean, kid_std
-            row["is"], row["is_std"] = inception_score_from_logits(l_fake, is_splits)
+
+def _setup_inception(inputs: _Inputs, opts: QualityOptions) -> tuple[Path | None, str | None]:
+    """Load the FID Inception and the real images' statistics into ``inputs``; without the weight file, the reason."""
+    weights = resolve_inception_weights(opts.weights_path)
+    if weights is None:
+        reason = (f"Inception weights not found ({opts.weights_path or '$' + WEIGHTS_ENV + ' unset'}); "
+                  "FID/KID/IS need pytorch-fid's pt_inception-2015-12-05-6726825d.pth")
+        log.warning("FID/KID/IS unavailable: %s", reason)
+        return None, reason
+    ds, count = inputs.dataset, inputs.count
+    inputs.real_stats = dataset_statistics(_Subset(ds, count), weights, opts.res, opts.batch_size, opts.cache_dir,
+                                           files=_dataset_files(ds, count),
+                                           extra_key=f"{opts.layout}|{opts.phase}|{opts.direction}|{count}")
+    inputs.inception = load_inception(weights)
+    return weights, None
+
+
+def _score_model(name: str, gen: Any, inputs: _Inputs, opts: QualityOptions, teacher_outputs: list[Any]) -> dict[str, Any]:
+    """One row: VoL, PSNR/SSIM to ground truth and to the teacher, FID/KID/IS, mIoU as available.
+
+    The teacher is scored first; its outputs are appended to ``teacher_outputs`` for the students."""
+    import torch
+
+    from distill.metrics import psnr, ssim, variance_of_laplacian
+
+    teacher, k = opts.teacher, opts.num_classes
+    acc = _Accumulator()
+    conf = np.zeros((k, k), np.int64) if inputs.seg_fn else None
+    feats, logits = [], []
+    gen_rng = torch.Generator().manual_seed(opts.seed)
+    for bi, start in enumerate(range(0, inputs.count, opts.batch_size)):
+        samples = [inputs.dataset[i] for i in range(start, min(start + opts.batch_size, inputs.count))]
+        real = torch.stack([s["B"] for s in samples])  # (B, C, H, W)
+        n = len(samples)
+        if gen.task == "generate":
+            fake = gen(torch.randn(n, gen.latent_size, generator=gen_rng))
         else:
-            row.update({"fid": None, "kid": None, "kid_std": None, "is": None, "is_std": None})
+            fake = gen(torch.stack([s["A"] for s in samples]))
+        fake = fake.float().clamp(-1, 1)
+        acc.add("vol", variance_of_laplacian(fake), n)
+        if inputs.paired and gen.task == "translate" and fake.shape == real.shape:
+            acc.add("psnr_gt", psnr(fake, real), n)
+            acc.add("ssim_gt", ssim(fake, real), n)
+        if teacher and name == teacher:
+            teacher_outputs.append(fake)
+        elif teacher and teacher_outputs and fake.shape == teacher_outputs[bi].shape:
+            acc.add("psnr_teacher", psnr(fake, teacher_outputs[bi]), n)
+            acc.add("ssim_teacher", ssim(fake, teacher_outputs[bi]), n)
+        if inputs.inception is not None:
+            f, lg = inception_outputs(fake, inputs.inception, opts.batch_size)
+            feats.append(f)
+            logits.append(lg)
         if conf is not None:
-            row["miou"] = _json_value(miou_from_confusion(conf)[0])
-        results.append(row)
-        log.info("quality %s: %s", name, {k: v for k, v in row.items() if isinstance(v, float)})
+            conf += confusion_matrix(_class_map(inputs.seg_fn(fake), k), _class_map(inputs.seg_fn(real), k), k)
+    row: dict[str, Any] = {"model": name, "arch": gen.arch, "runtime": gen.runtime, "task": gen.task,
+                           "images": inputs.count, "is_teacher": bool(teacher and name == teacher)}
+    row.update({key: _json_value(v) for key, v in acc.means().items()})
+    row.update(_inception_scores(inputs, feats, logits, opts))
+    if conf is not None:
+        row["miou"] = _json_value(miou_from_confusion(conf)[0])
+    return row
 
-    report = {
-        "schema": "slimgan-quality/1",
-        "data": {"root": str(data), "layout": layout, "phase": phase, "direction": direction, **size,
-                 "images": count},
-        "teacher": teacher,
-        "inception": {"weights": str(weights) if weights else None,
-                      "available": weights is not None, "reason": inception_reason,
-                      "reference_cached": bool(real_stats["cached"]) if real_stats is not None else None},
-        "segmentation": {"model": seg_model, "num_classes": num_classes,
-                         "labels": "segmenter predictions on the real images" if seg_model else None},
-        "results": results,
-    }
-    (out / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "quality.md").write_text(format_quality_table(report))
-    return report
+
+def _inception_scores(inputs: _Inputs, feats: list[np.ndarray], logits: list[np.ndarray],
+                      opts: QualityOptions) -> dict[str, Any]:
+    if inputs.inception is None or inputs.real_stats is None:
+        return {"fid": None, "kid": None, "kid_std": None, "is": None, "is_std": None}
+    real = inputs.real_stats
+    f_fake, l_fake = np.concatenate(feats), np.concatenate(logits)
+    fid = (fid_from_features(real["features"], f_fake) if len(f_fake) <= FEATURE_DIM
+           else frechet_distance(real["mu"], real["sigma"], *statistics(f_fake)))
+    kid_mean, kid_std = kid_from_features(real["features"], f_fake, subset_size=opts.kid_subset_size)
+    is_mean, is_std = inception_score_from_logits(l_fake, opts.is_splits)
+    return {"fid": fid, "kid": kid_mean, "kid_std": kid_std, "is": is_mean, "is_std": is_std}
 
 
 class _Subset:

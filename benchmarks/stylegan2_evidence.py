@@ -1,5 +1,6 @@
 """StyleGAN2 compression on real MNIST digits: a teacher, and half-width students from scratch, from the
-teacher's pruned channels, and pruned + CAGC-style distillation (+ DGL-GAN's D̄ term, + VEM).
+teacher's pruned channels, and pruned + output KD (L1 + VGG perceptual to the teacher's output: CAGC's
+distillation without its content mask and LPIPS) (+ DGL-GAN's D̄ term, + VEM).
 
 Every row trains on the same data (``<data>/train/<digit>/*.png`` at 32 px) for the same steps with the
 same recipe, once per seed; seed k's students distil from (and are pruned from) seed k's teacher. Each
@@ -10,14 +11,15 @@ generator, fixed noise, ψ = 1, the same latents for every row) against the 2,00
     python -m benchmarks.stylegan2_evidence --data ../shared/data/mnist --out runs/sg2_mnist \\
         --teacher-steps 300 --steps 150 --seeds 0 1 2 --workers 2
 
-writes ``results.json`` and ``results.md`` (the table, per-seed values, wall time) into ``--out``.
+writes ``results.json`` and ``results.md`` (the table, per-seed values, each row against ``scratch`` by the
+paired 95% t-interval of :mod:`benchmarks.report`, wall time) into ``--out``. A teacher run keeps its generator
+in ``RUN/teacher``, a student run in ``RUN/student``.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import os
 import time
@@ -25,9 +27,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import aggregate, format_cmp, vs_baseline, write_report
+
 log = logging.getLogger(__name__)
 
-ROWS = ("teacher", "scratch", "pruned", "pruned + CAGC", "pruned + CAGC + DGL-GAN", "pruned + CAGC + VEM")
+# "output KD" = L1 + VGG perceptual to the teacher's output on the same z: CAGC's distillation without its
+# content-aware mask and without LPIPS, so it is not called CAGC.
+ROWS = ("teacher", "scratch", "pruned", "pruned + output KD", "pruned + output KD + DGL-GAN",
+        "pruned + output KD + VEM")
 REG = {"name": "stylegan2", "r1": 0.0128, "d_reg_every": 16, "pl_weight": 2.0, "g_reg_every": 4, "mixing": 0.9,
        "ema_kimg": 1.0}
 
@@ -55,8 +62,8 @@ def row_config(row: str, data: str, out: Path, steps: int, teacher_steps: int, s
     teacher = out / f"teacher_s{seed}"
     if row != "scratch":
         raw["student"]["init"] = str(out / f"pruned_s{seed}")
-    if "CAGC" in row:
-        raw["teacher"] = {"mode": "offline", "checkpoint": str(teacher / "student")}
+    if "output KD" in row:
+        raw["teacher"] = {"mode": "offline", "checkpoint": str(teacher / "teacher")}
         raw["loss"] += [{"name": "l1_teacher", "weight": 3.0}, {"name": "perceptual", "weight": 3.0, "vgg16": "off"}]
     if "DGL" in row:
         raw["teacher"]["discriminator"] = str(teacher / "discriminator")
@@ -64,11 +71,12 @@ def row_config(row: str, data: str, out: Path, steps: int, teacher_steps: int, s
     if "VEM" in row:
         raw["loss"].append({"name": "vem", "weight": 0.05, "to": "teacher", "channels": 8, "langevin_steps": 10,
                             "step_size": 50.0, "noise_std": 0.005, "lr": 1e-4})
-    return raw, "distill" if "CAGC" in row else "train"
+    return raw, "distill" if "output KD" in row else "train"
 
 
 def _run_job(args: tuple) -> dict[str, Any]:
     row, seed, raw, kind, out_dir = args
+    role = "teacher" if row == "teacher" else "student"  # scratch and pruned rows train students with kind=train
     import torch
 
     torch.set_num_threads(1)
@@ -76,8 +84,9 @@ def _run_job(args: tuple) -> dict[str, Any]:
     from distill.engine.loop import run_training
 
     t0 = time.perf_counter()
-    run_training(load_config(raw=copy.deepcopy(raw)), out_dir, kind=kind, distributed=False)
-    return {"row": row, "seed": seed, "train_s": time.perf_counter() - t0, "dir": str(out_dir)}
+    run_training(load_config(raw=copy.deepcopy(raw)), out_dir, kind=kind, distributed=False, role=role)
+    return {"row": row, "seed": seed, "train_s": time.perf_counter() - t0, "dir": str(out_dir),
+            "generator": str(Path(out_dir) / role)}
 
 
 def score(generator_dir: Path, real_features, classifier, samples: int, seed: int = 1234) -> float:
@@ -94,8 +103,6 @@ def score(generator_dir: Path, real_features, classifier, samples: int, seed: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    import statistics
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default="../shared/data/mnist")
     p.add_argument("--out", required=True)
@@ -131,32 +138,48 @@ def main(argv: list[str] | None = None) -> int:
     from distill.prune import prune_checkpoint
 
     for seed in args.seeds:
-        prune_checkpoint(out / f"teacher_s{seed}" / "student", out / f"pruned_s{seed}", 0.5, "l1")
+        prune_checkpoint(out / f"teacher_s{seed}" / "teacher", out / f"pruned_s{seed}", 0.5, "l1")
     run(ROWS[1:])
 
     from distill.metrics import ClassifierConfig, fit_folder_classifier
 
     clf = fit_folder_classifier(data, ClassifierConfig(image_size=32))
+    for row in ROWS:
+        for result in jobs[row]:
+            result["fid_classifier"] = score(Path(result["generator"]), clf.real_features, clf, args.samples)
+    doc = evidence_report(jobs, vars(args), clf.accuracy, time.perf_counter() - started)
+    write_report(out / "results.json", doc, format_evidence(doc))
+    print(format_evidence(doc), end="")
+    return 0
+
+
+def evidence_report(jobs: dict[str, list[dict[str, Any]]], settings: dict[str, Any], accuracy: float,
+                    wall: float) -> dict[str, Any]:
+    """``rows``: per row the seeds' ``fid_classifier`` (mean, ``_std``, ``per_seed``) and ``vs_baseline`` against
+    ``scratch`` (paired by seed: seed k's students come from seed k's teacher)."""
     table = []
     for row in ROWS:
-        values = []
-        for result in sorted(jobs[row], key=lambda r: r["seed"]):
-            result["fid_classifier"] = score(Path(result["dir"]) / "student", clf.real_features, clf, args.samples)
-            values.append(result["fid_classifier"])
-        table.append({"row": row, "mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                      "values": values, "train_s_mean": statistics.mean(r["train_s"] for r in jobs[row])})
-    wall = time.perf_counter() - started
-    doc = {"settings": vars(args), "classifier_accuracy": clf.accuracy, "rows": table, "runs": jobs, "wall_s": wall}
-    (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
-    lines = ["| row | fid_classifier (mean ± std) | per seed | train s / run |", "|---|---|---|---|"]
+        runs = sorted(jobs[row], key=lambda r: r["seed"])
+        entry = {"row": row, **aggregate([{"fid_classifier": r["fid_classifier"], "train_s": r["train_s"]} for r in runs],
+                                         [r["seed"] for r in runs])}
+        entry.update(mean=entry["fid_classifier"], std=entry["fid_classifier_std"],
+                     values=[r["fid_classifier"] for r in runs], train_s_mean=entry["train_s"])
+        table.append(entry)
+    scratch = next(t for t in table if t["row"] == "scratch")
     for t in table:
+        if t["row"] != "scratch":
+            t["vs_baseline"] = vs_baseline(t, scratch, "fid_classifier")
+    return {"settings": settings, "classifier_accuracy": accuracy, "rows": table, "runs": jobs, "wall_s": wall}
+
+
+def format_evidence(doc: dict[str, Any]) -> str:
+    lines = ["| row | fid_classifier (mean ± std) | per seed | vs scratch | train s / run |", "|---|---|---|---|---|"]
+    for t in doc["rows"]:
         lines.append(f"| {t['row']} | {t['mean']:.2f} ± {t['std']:.2f} | {', '.join(f'{v:.2f}' for v in t['values'])} "
-                     f"| {t['train_s_mean']:.0f} |")
-    lines.append("")
-    lines.append(f"classifier held-out accuracy {100 * clf.accuracy:.1f} %; wall time {wall / 60:.1f} min")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
+                     f"| {format_cmp(t.get('vs_baseline'))} | {t['train_s_mean']:.0f} |")
+    lines += ["", f"classifier held-out accuracy {100 * doc['classifier_accuracy']:.1f} %; wall time "
+              f"{doc['wall_s'] / 60:.1f} min. vs scratch: mean paired difference [95% t-interval] (lower is better)."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ from benchmarks.distill_bench import (
     run_distill_bench,
 )
 from distill import load_checkpoint
-from slimgan.cli import main
 from distill.data import synthesize
 from distill.metrics import fid_classifier, load_classifier
+from slimgan.cli import main
 
 
 def _finite(row: dict, key: str) -> bool:
@@ -128,3 +128,45 @@ def test_synthetic_overrides_share_data_and_vary_seed(tmp_path) -> None:
     assert "train.seed=0" in a.overrides() and "train.seed=1" in b.overrides()
     assert [o for o in a.overrides() if o.startswith("data.")] == [o for o in b.overrides() if o.startswith("data.")]
     assert a.teacher_dir != b.teacher_dir
+
+
+@pytest.mark.slow
+def test_unconditional_from_a_users_teacher_without_data(tmp_path) -> None:
+    """--task unconditional --teacher DIR, no --data: a 64 px DCGAN's samples are the data; scratch and kd_gan
+    with swd over 3 seeds and intervals; dgl_gan with the teacher's discriminator."""
+    from distill.checkpoint import save_checkpoint
+    from distill.metrics.swd import sliced_wasserstein_distance
+    from distill.registry import create_model
+
+    torch.manual_seed(0)
+    teacher = save_checkpoint(create_model("dcgan", nz=100, ngf=16, image_size=64), tmp_path / "G", {"role": "teacher"})
+    disc = save_checkpoint(create_model("dcgan_discriminator", ndf=8, image_size=64), tmp_path / "D",
+                           {"role": "discriminator"})
+    out = tmp_path / "U.json"
+    assert main(["bench", "distill", "--task", "unconditional", "--teacher", str(teacher), "--quick", "--steps", "2",
+                 "--seeds", "0", "1", "2", "--teacher-discriminator", str(disc), "--work", str(tmp_path / "w"),
+                 "--no-progress", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    rows = {r["method"]: r for r in report["rows"]}
+    assert list(rows) == ["teacher", "scratch", "kd_gan", "dgl_gan"]
+    assert report["setup"]["teacher"]["size"] == 64 and report["setup"]["student"]["ngf"] == 2
+    for name, row in rows.items():
+        assert len(row["per_seed"]) == 3 and _finite(row, "swd"), name
+    for name in ("kd_gan", "dgl_gan"):
+        cmp = rows[name]["vs_baseline"]["swd"]
+        assert cmp["ci95"][0] <= cmp["diff"] <= cmp["ci95"][1] and cmp["beats"] is (cmp["ci95"][1] < 0)
+    # the data is the teacher's samples, written once; the students are 64 px DCGANs of the teacher's z size
+    assert len(list((tmp_path / "w" / "data" / "train").iterdir())) == 512
+    student = load_checkpoint(tmp_path / "w" / "seed1" / "kd_gan" / "student")
+    assert student.nz == 100 and student(torch.zeros(1, 100)).shape[-1] == 64
+    # swd of seed 1's student re-computed: its samples (z seed 1001) against the reference teacher samples
+    from benchmarks.uncond_teacher_bench import REFERENCE_Z_SEED, teacher_samples
+
+    ref = teacher_samples(load_checkpoint(teacher), 256, REFERENCE_Z_SEED)
+    swd = sliced_wasserstein_distance(teacher_samples(student, 256, 1001), ref, patches_per_image=64)["swd"]
+    assert rows["kd_gan"]["per_seed"][1]["swd"] == pytest.approx(swd, rel=1e-4)
+    # without --teacher-discriminator the table says why dgl_gan is absent
+    out2 = tmp_path / "U2.json"
+    assert main(["bench", "distill", "--task", "unconditional", "--teacher", str(teacher), "--quick", "--steps", "1",
+                 "--seeds", "0", "--work", str(tmp_path / "w"), "--no-progress", "--out", str(out2)]) == 0
+    assert "dgl_gan: absent" in out2.with_suffix(".md").read_text()
