@@ -43,6 +43,9 @@ class MobileRuntime(Runtime):
 
     gates: dict[str, str] = {}
     convert_modules: tuple[str, ...] = ()  # packages ``convert`` needs beyond ``module_name``
+    # Third-party native code: export converts, loads and checks it only in a child process
+    # (export.isolation / export.targets.export_phone_targets), never in its own.
+    isolated: bool = True
 
     def available(self) -> tuple[bool, str]:
         return self._installed((self.module_name or "",))
