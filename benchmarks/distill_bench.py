@@ -418,23 +418,51 @@ def uncond_rows(setup: UncondSetup) -> dict[str, tuple[Path, list[str], str]]:
     }
 
 
-def score_generator(checkpoint: Path, classifier: Any, seed: int, samples: int, batch: int = 500) -> dict[str, float]:
-    """``fid_classifier`` (and Variance of Laplacian) of ``samples`` images from z ~ N(0, I) drawn with ``seed``."""
+def sample_generator(gen: Any, n: int, seed: int, batch: int = 256) -> Any:
+    """``n`` images (N, C, S, S) in [-1, 1] of an unconditional generator, z ~ N(0, I) drawn with ``seed``."""
     import torch
 
+    rng = torch.Generator().manual_seed(seed)
+    out = []
+    with torch.no_grad():
+        for start in range(0, n, batch):
+            z = torch.randn(min(batch, n - start), gen.nz, generator=rng)
+            out.append(gen(z).float().clamp(-1, 1))
+    return torch.cat(out)
+
+
+REFERENCE_Z_SEED = 777  # the teacher samples every swd is measured against (never trained on)
+
+
+def score_generator(checkpoint: Path, classifier: Any, seed: int, samples: int,
+                    reference: Any = None) -> dict[str, float]:
+    """``fid_classifier`` (and Variance of Laplacian) of ``samples`` images from z ~ N(0, I) drawn with
+    ``1000 + seed``; ``swd`` against ``reference`` (teacher samples) when given."""
     from distill.checkpoint import load_checkpoint
     from distill.metrics import fid_classifier, variance_of_laplacian
+    from distill.metrics.swd import sliced_wasserstein_distance
 
-    gen = load_checkpoint(checkpoint)
-    rng = torch.Generator().manual_seed(1000 + seed)
-    fakes = []
-    with torch.no_grad():
-        for start in range(0, samples, batch):
-            z = torch.randn(min(batch, samples - start), gen.nz, generator=rng)
-            fakes.append(gen(z).float().clamp(-1, 1))
-    fake = torch.cat(fakes)
-    return {"fid_classifier": fid_classifier(classifier.real_features, fake, classifier),
-            "vol": variance_of_laplacian(fake)}
+    fake = sample_generator(load_checkpoint(checkpoint), samples, 1000 + seed)
+    out = {"fid_classifier": fid_classifier(classifier.real_features, fake, classifier),
+           "vol": variance_of_laplacian(fake)}
+    if reference is not None:
+        out["swd"] = sliced_wasserstein_distance(fake[:len(reference)], reference, patches_per_image=64)["swd"]
+    return out
+
+
+def teacher_check(report: dict[str, Any]) -> dict[str, Any]:
+    """Whether the teacher slimgan trained beats the scratch student on fid_classifier beyond the 95% interval of
+    the per-seed differences (seed k: the teacher's sampling seed k against scratch seed k). When it does not,
+    the teacher is too weak and the distilled rows are no evidence."""
+    from benchmarks.report import vs_baseline
+
+    cmp = vs_baseline(report["teacher"], report["scratch"], "fid_classifier", False)
+    ok = bool(cmp and cmp["beats"])
+    return {**(cmp or {}), "teacher_beats_scratch": ok,
+            "note": ("the teacher beats the scratch student beyond its interval: the rows compare distillation "
+                     "from a useful teacher") if ok else
+                    ("TEACHER TOO WEAK: it does not beat the scratch student beyond the 95% interval, so these rows "
+                     "are not evidence about distillation")}
 
 
 def run_unconditional_bench(out_json: Path, quick: bool, work: Path, seeds: list[int], device: str,
@@ -457,9 +485,12 @@ def run_unconditional_bench(out_json: Path, quick: bool, work: Path, seeds: list
                          [o.replace("student.", "generator.") for o in _dcgan(teacher_setup, scale.teacher_d,
                                                                              scale.teacher_steps)], "train")
         seconds["teacher"] = round(run["seconds"], 1)
+    from distill.checkpoint import load_checkpoint
+
+    reference = sample_generator(load_checkpoint(teacher_ckpt), min(scale.samples, 1024), REFERENCE_Z_SEED)
     per: dict[str, list[dict[str, float]]] = {"teacher": [], "scratch": [], "distilled": [], "dgl_gan": []}
     for seed in seeds:
-        per["teacher"].append(score_generator(teacher_ckpt, classifier, seed, scale.samples))
+        per["teacher"].append(score_generator(teacher_ckpt, classifier, seed, scale.samples, reference))
         setup = UncondSetup(work, scale, seed, device)
         for name, (recipe, overrides, kind) in uncond_rows(setup).items():
             log.info("bench distill: seed %d %s (%d steps on %d images)", seed, name, scale.student_steps,
@@ -467,7 +498,7 @@ def run_unconditional_bench(out_json: Path, quick: bool, work: Path, seeds: list
             run_dir = work / f"seed{seed}" / name
             run = run_recipe(setup, recipe, run_dir, overrides, kind)
             seconds[name] = round(seconds.get(name, 0.0) + run["seconds"], 1)
-            per[name].append({**score_generator(run_dir / "student", classifier, seed, scale.samples),
+            per[name].append({**score_generator(run_dir / "student", classifier, seed, scale.samples, reference),
                               "sec_per_step": run["sec_per_step"]})
     report: dict[str, Any] = {k: aggregate(v, seeds) for k, v in per.items()}
     report["teacher"]["train_seeds"] = [0]
@@ -485,12 +516,15 @@ def run_unconditional_bench(out_json: Path, quick: bool, work: Path, seeds: list
         "steps": {"teacher": scale.teacher_steps, "student": scale.student_steps}, "batch_size": scale.batch_size,
         "optimizer": "Adam lr 2e-4, betas (0.5, 0.999), constant rate (every row)",
         "metric": "fid_classifier: Fréchet distance on the penultimate features of a classifier trained on "
-                  "train/, generated samples vs the held-out test/ images (lower is better)",
+                  "train/, generated samples vs the held-out test/ images (lower is better); swd: sliced "
+                  "Wasserstein distance x1e3 (ProGAN) against fresh teacher samples (z seed 777)",
         "classifier_accuracy": round(classifier.accuracy, 4),
         "seeds": seeds, "std": "sample standard deviation over seeds (ddof 1)", "quick": quick,
         "seconds": seconds,
     }
     report["comparisons"] = compare(report, ["distilled", "dgl_gan"], "scratch", "fid_classifier", False)
+    report["comparisons"] += compare(report, ["distilled", "dgl_gan"], "scratch", "swd", False)
+    report["teacher_check"] = teacher_check(report)
     return report
 
 
@@ -527,7 +561,7 @@ def run_distill_bench(out_json: str | Path, quick: bool = False, work: str | Pat
 
 ROWS = ("teacher", "scratch", "distilled", "dgl_gan")
 _METRICS = {"paired": [("psnr_gt", 2), ("ssim_gt", 3), ("psnr_teacher", 2)],
-            "unconditional": [("fid_classifier", 2), ("vol", 1)]}
+            "unconditional": [("fid_classifier", 2), ("swd", 2), ("vol", 1)]}
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -547,6 +581,8 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"- {c['row']} vs {c['baseline']} ({c['metric']}, "
                      f"{'higher' if c['higher_is_better'] else 'lower'} is better): diff {c['diff']:+.4f}, {ci}: "
                      f"{c['outcome']}")
+    if "teacher_check" in report:
+        lines.append(f"\n{report['teacher_check']['note']}.")
     s = report["setup"]
     extra = f", classifier held-out accuracy {s['classifier_accuracy']:.4f}" if "classifier_accuracy" in s else ""
     lines.append(f"\n{task}: {s['data']}; train images {s['train_images']}; steps {s['steps']}; seeds {s['seeds']}"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -352,7 +353,7 @@ def teacher_info(teacher: Any, path: Path) -> dict[str, Any]:
 
 def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos: str | Path,
                           seeds: list[int], methods: list[str], scale: TranslationScale,
-                          quick: bool = False, work: str | Path | None = None) -> dict[str, Any]:
+                          quick: bool = False, work: str | Path | None = None, command: str = "") -> dict[str, Any]:
     """Run every method for every seed; write ``out_json``, the ``.md`` table and the ``.png`` picture."""
     import torch
 
@@ -402,17 +403,10 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
                                         "seed": seed, "teacher_sha256": teacher_info(teacher, Path(teacher_dir))["sha256"]})
             if seed == seeds[0]:
                 samples[method] = outs[:3]
-    rows = []
-    for method in methods:
-        row = {"method": method, "objective": METHODS[method][1], **aggregate(per[method], seeds),
-               "curves": extras[method], "checkpoints": [str(work_dir / f"seed{s}" / method) for s in seeds],
-               "all_flat": all(e["flat"] for e in extras[method])}
-        rows.append(row)
-    base = rows[0]
-    for row in rows[1:]:
-        row["vs_baseline"] = {m: vs_baseline(row, base, m) for m in METRICS}
+    rows = table_rows(methods, per, extras, seeds, work_dir)
     report = {
         "schema": "slimgan-bench-distill-translation/1",
+        "command": command,
         "smoke_test": bool(quick),
         "label": ("SMOKE TEST (--quick): too few steps and too small images to be evidence" if quick else
                   "evidence scale: every row trained to the same step count, curves written"),
@@ -447,6 +441,17 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
     return report
 
 
+def table_rows(methods: list[str], per: dict[str, list[dict[str, Any]]], extras: dict[str, list[dict[str, Any]]],
+               seeds: list[int], work_dir: Path) -> list[dict[str, Any]]:
+    """One row per method (mean, ``_std``, ``per_seed``, curves, checkpoints); ``vs_baseline`` against the first (l1)."""
+    rows = [{"method": m, "objective": METHODS[m][1], **aggregate(per[m], seeds), "curves": extras[m],
+             "checkpoints": [str(work_dir / f"seed{s}" / m) for s in seeds], "all_flat": all(e["flat"] for e in extras[m])}
+            for m in methods]
+    for row in rows[1:]:
+        row["vs_baseline"] = {m: vs_baseline(row, rows[0], m) for m in METRICS}
+    return rows
+
+
 def format_translation_table(report: dict[str, Any]) -> str:
     s = report["setup"]
     lines = []
@@ -474,7 +479,50 @@ def format_translation_table(report: dict[str, Any]) -> str:
               "the last quarter of the steps, every seed.", "",
               f"Wall {s['wall_s']} s, CPU {s['cpu_s']} s ({s['torch_threads']} torch threads); teacher pass "
               f"{s['teacher_pass_s']} s. Split: {s['split']}."]
+    if report.get("command"):
+        lines += ["", f"Command: `{report['command']}`"]
+    lines += _export_lines(report.get("export"))
     return "\n".join(lines) + "\n"
+
+
+def _export_lines(export: dict[str, Any] | None) -> list[str]:
+    if not export:
+        return []
+    lines = ["", f"Export of the `{export['method']}` student (seed {export['seed']}): `{export['command']}`", "",
+             "| check | max abs | PSNR (dB) | verdict |", "|---|---|---|---|"]
+    for r in export["parity"]:
+        psnr = "-" if r.get("psnr_db") is None else f"{r['psnr_db']:.1f}"
+        mx = "-" if r.get("max_abs") is None else f"{r['max_abs']:.2e}"
+        lines.append(f"| {r['name']} | {mx} | {psnr} | {r.get('verdict', '-')} |")
+    lines += ["", "| model | runtime | median ms | MACs | params |", "|---|---|---|---|---|"]
+    for r in export["speed"]:
+        lines.append(f"| {r['name']} | {r.get('backend', '-')} | {r['median_ms']:.2f} | {r.get('macs', 0) / 1e9:.2f} G | "
+                     f"{r.get('params', 0):,} |")
+    if export.get("speedup"):
+        lines += ["", f"Speedup over the teacher: {export['speedup']}."]
+    return lines
+
+
+def attach_export(out_json: str | Path, bundle: str | Path, method: str, seed: int, command: str) -> dict[str, Any]:
+    """Add the exported student's parity and speed rows (``BUNDLE/parity.json``, ``speed.json``) to a translation
+    report as ``export`` and re-write its JSON and markdown."""
+    import json
+
+    out_json, bundle = Path(out_json), Path(bundle)
+    report = json.loads(out_json.read_text())
+    parity = json.loads((bundle / "parity.json").read_text())
+    speed = json.loads((bundle / "speed.json").read_text())
+    keep = ("name", "max_abs", "mean_abs", "psnr_db", "ssim", "verdict", "criterion")
+    report["export"] = {
+        "method": method, "seed": seed, "command": command, "bundle": str(bundle),
+        "parity": [{k: r.get(k) for k in keep} for r in parity.get("rows", [])],
+        "speed": [{k: r.get(k) for k in ("name", "role", "backend", "threads", "median_ms", "p90_ms", "macs", "params",
+                                         "input_shape")} for r in speed.get("rows", [])],
+        "speed_input": speed.get("input_shape"), "threads": speed.get("threads"),
+        "speedup": {k: v.get("speedup") for k, v in (speed.get("by_runtime") or {}).items()},
+    }
+    write_report(out_json, report, format_translation_table(report))
+    return report
 
 
 def save_picture(path: Path, inputs: list[Any], targets: list[Any], samples: dict[str, list[Any]]) -> Path:
@@ -526,7 +574,7 @@ def run_translation_cli(args: Any, seeds: list[int]) -> int:
         scale = replace(scale, eval_every=max(1, scale.steps // 4))
     methods = [m.strip() for m in (args.methods or ",".join(DEFAULT_METHODS)).split(",") if m.strip()]
     report = run_translation_bench(args.out, args.teacher, args.photos, seeds, methods, scale, quick=args.quick,
-                                   work=args.work)
+                                   work=args.work, command=" ".join(["slimgan", *sys.argv[1:]]))
     print(format_translation_table(report), end="")
     print(f"wrote {args.out} (+ .md, .png)")
     return 0

@@ -24,12 +24,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.distill_bench import REFERENCE_Z_SEED
+from benchmarks.distill_bench import sample_generator as teacher_samples
 from benchmarks.report import aggregate, format_cmp, mean_std, vs_baseline, write_report
 from distill.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-TRAIN_Z_SEED, REFERENCE_Z_SEED = 99, 777
+TRAIN_Z_SEED = 99
+__all__ = ["REFERENCE_Z_SEED", "SAMPLE_SCALES", "run_teacher_samples_bench", "teacher_samples"]
 
 
 @dataclass(frozen=True)
@@ -45,19 +48,6 @@ class SampleScale:
 
 
 SAMPLE_SCALES = {"quick": SampleScale(100, 32, 512, 256), "full": SampleScale(1500, 64, 4096, 1024)}
-
-
-def teacher_samples(gen: Any, n: int, seed: int, batch: int = 256) -> Any:
-    """``n`` images (N, C, S, S) in [-1, 1] from z ~ N(0, I) drawn with ``seed``."""
-    import torch
-
-    rng = torch.Generator().manual_seed(seed)
-    out = []
-    with torch.no_grad():
-        for start in range(0, n, batch):
-            z = torch.randn(min(batch, n - start), gen.nz, generator=rng)
-            out.append(gen(z).float().clamp(-1, 1))
-    return torch.cat(out)
 
 
 def write_samples(images: Any, folder: Path) -> None:
