@@ -225,24 +225,28 @@ def export_bundle(checkpoint: str | Path, out: str | Path, config: ExportConfig 
 
     ``config``: an :class:`ExportConfig`; or the same options as keywords (``teacher``, ``res``,
     ``fp16``, ``targets``... see :meth:`ExportConfig.create`). Raises :class:`MissingDependencyError`
-    before any work when an artifact's tools are missing, and :class:`ConfigError` for bad shapes or
-    options. Parity failures do not raise: the bundle is written and ``ExportResult.ok`` is False, so
-    the caller can show the table.
+    before any work when an artifact's tools are missing, :class:`ConfigError` for bad shapes or
+    options, and :class:`~export.staging.ExportIOError` (one line: path and errno) when the bundle
+    cannot be written; the bundle appears whole or not at all (:mod:`export.staging`). Parity failures
+    do not raise: the bundle is written and ``ExportResult.ok`` is False, so the caller can show the table.
     """
     from export.manifest_build import build_manifest
 
     if config is not None and options:
         raise TypeError("export_bundle takes an ExportConfig or keyword options, not both")
+    from export.staging import staged_bundle
+
     cfg = config if config is not None else ExportConfig.create(**options)
     cfg.require()
     started = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    state = _prepare(checkpoint, out, cfg)
-    for step in STEPS:
-        step(state, cfg)
-    manifest = build_manifest(state, cfg.opset, cfg.batch[2])
-    write_reports(state, manifest, cfg.check)
+    with staged_bundle(out) as work:  # written aside, renamed into place when whole (export.staging)
+        state = _prepare(checkpoint, work, cfg)
+        for step in STEPS:
+            step(state, cfg)
+        manifest = build_manifest(state, cfg.opset, cfg.batch[2])
+        write_reports(state, manifest, cfg.check)
+    state.out = out
     if cfg.triton is not None:
         from export.triton import write_triton_repository
 
