@@ -178,6 +178,9 @@ def test_search_end_to_end_then_export(tmp_path):
     assert chosen["relative_latency"] <= 1.0
     assert chosen["psnr_teacher_supernet"] >= report["reference"]["psnr_teacher_supernet"] - 0.3
     assert (out / "pareto.png").stat().st_size > 1000
+    plain = report["plain_onnx_check"]  # best/ and mobile_resnet_9blocks ngf 16 as plain ONNX, side by side
+    assert plain["chosen"]["median_ms"] > 0 and plain["reference"]["median_ms"] > 0
+    assert plain["speedup"] == pytest.approx(plain["reference"]["median_ms"] / plain["chosen"]["median_ms"], rel=1e-2)
     best = load_checkpoint(out / "best")
     assert best.slimgan_config["kwargs"]["blocks"] == chosen["config"]["blocks"]
     x = torch.rand(1, 3, 64, 64) * 2 - 1

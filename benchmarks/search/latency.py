@@ -158,3 +158,41 @@ class LatencyMeter:
         ms = interleaved({"reference": lambda: self.ref_session.run(x)}, rounds=self.rounds, min_time_s=self.min_time_s)
         self.ref_runs.append(ms["reference"]["median_ms"])
         return self.ref_runs[-1]
+
+
+def plain_side_by_side(runtime_name: str, threads: int, res: int, models: dict[str, nn.Module], workdir: Path,
+                       rounds: int = 5, min_time_s: float = 0.5) -> dict[str, Any]:
+    """The acceptance check as a user would run it: a plain ``torch.onnx.export`` of each model (no slimgan
+    rewrites), compiled with the runtime's defaults at ``threads``, timed in alternating blocks.
+
+    The last model is the reference. Returns each model's timing statistics with ``speedup_vs_reference``,
+    and ``speedup``: the first model's."""
+    import warnings
+
+    from export.runtimes import get_runtime
+    from export.speed import interleaved
+
+    runtime = get_runtime(runtime_name)
+    if runtime.name not in ONNX_TARGETS:
+        raise ConfigError(f"the plain-ONNX check loads ONNX directly; {runtime.name} needs its own conversion")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    x = torch.rand(1, 3, res, res, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    sessions = {}
+    for name, model in models.items():
+        path = workdir / f"{name}.plain.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model.eval(), x, str(path), input_names=["input"], output_names=["output"],
+                              opset_version=17, dynamo=False)
+        sessions[name] = runtime.load(path, threads=threads)
+    xn = x.numpy()
+    stats = interleaved({n: (lambda s=s: s.run(xn)) for n, s in sessions.items()}, rounds=rounds, min_time_s=min_time_s)
+    names = list(models)
+    ref = stats[names[-1]]["median_ms"]
+    out: dict[str, Any] = {n: {**{k: round(v, 3) if isinstance(v, float) else v for k, v in stats[n].items()},
+                               "speedup_vs_reference": round(ref / stats[n]["median_ms"], 3)} for n in names}
+    out["speedup"] = out[names[0]]["speedup_vs_reference"]
+    out["method"] = (f"plain torch.onnx.export (opset 17, static 1x3x{res}x{res}), {runtime.name} defaults at "
+                     f"{threads} thread(s), {rounds} alternating blocks; speedup = {names[-1]} median / model median")
+    return out

@@ -63,6 +63,7 @@ def write_summary(out: Path, args: Any, recipe: Any, run: dict[str, Any]) -> dic
                     "mobile_resnet_9blocks ngf 16 (reference_ms_window); candidates are ranked by relative_latency"),
         "candidates": candidates, "reference": reference, "chosen": chosen,
         "pareto_front": [r["config"] for r in candidates if r["pareto"]],
+        "plain_onnx_check": run.get("plain"),
         "supernet_training": run["supernet"],
         "finetune": {k: finals[k]["report"] for k in ("chosen", "reference")},
         "finetune_attempts": finals["attempts"],

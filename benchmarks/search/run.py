@@ -131,9 +131,10 @@ def run_search(args: Any) -> dict[str, Any]:
     chosen_row = finals["chosen"]["row"]
     times["finetune_s"] = round(time.perf_counter() - t, 1)
     _save(out, finals, args, tconfig, recipe)
+    plain = _plain_check(args, finals, out, log)
     report = write_summary(out, args, recipe, {"rows": rows, "ref_row": ref_row, "chosen_row": chosen_row,
                                                "finals": finals, "meter": meter, "supernet": sn_report, "pairs": pairs,
-                                               "times": times, "t0": log.t0})
+                                               "times": times, "t0": log.t0, "plain": plain})
     plot_pareto(report, out / "pareto.png")
     shutil.rmtree(out / "graphs", ignore_errors=True)  # every candidate's exported graphs; the cache keeps the timings
     log(f"chosen: x{1 / report['chosen']['relative_latency']:.2f} faster than the reference, psnr_teacher "
@@ -213,6 +214,22 @@ def _finetune_choice(recipe, supernet, pairs, rows, chosen_row, ref_row, log, bu
     summary = [{"config": a["row"]["config"], "relative_latency": a["row"]["relative_latency"],
                 "psnr_teacher_supernet": a["row"]["psnr_teacher"], "psnr_teacher": a["psnr_teacher"]} for a in attempts]
     return {"chosen": final, "reference": reference, "attempts": summary}
+
+
+def _plain_check(args: Any, finals: dict[str, Any], out: Path, log: Log) -> dict[str, Any] | None:
+    """best/ beside mobile_resnet_9blocks ngf 16 as plain ONNX on the runtime's defaults (ONNX runtimes only)."""
+    from benchmarks.search.latency import ONNX_TARGETS, plain_side_by_side
+    from distill.checkpoint import load_checkpoint
+    from distill.registry import create_model
+
+    if args.runtime not in ONNX_TARGETS:
+        return None
+    best = load_checkpoint(out / "best")
+    ref = create_model(REFERENCE_ARCH["arch"], input_nc=best.slimgan_config["kwargs"]["input_nc"], **REFERENCE_ARCH["kwargs"])
+    check = plain_side_by_side(args.runtime, args.threads, args.res, {"chosen": best, "reference": ref}, out / "graphs")
+    log(f"plain ONNX on {args.runtime} defaults, {args.threads} thread(s): chosen {check['chosen']['median_ms']:.2f} ms, "
+        f"reference {check['reference']['median_ms']:.2f} ms, x{check['speedup']:.2f}")
+    return check
 
 
 def _save(out: Path, finals: dict[str, Any], args: Any, tconfig: dict[str, Any], recipe) -> None:
