@@ -108,3 +108,40 @@ def plot_pareto(report: dict[str, Any], path: Path) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _cfg(c: dict[str, Any]) -> str:
+    return (f"{c['block'][:3]}/{c['upsample']}/{c['norm'][:5]} stem {c['stem']} down {c['down']} trunk {c['trunk']} "
+            f"blocks {len(c['blocks'])}x{'/'.join(str(w) for w in sorted(set(c['blocks']), reverse=True))} "
+            f"up {c['up'][0]}/{c['up'][1]}")
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """The run as a markdown table (``python -m benchmarks.search.report S/pareto.json``)."""
+    ref, chosen = report["reference"], report["chosen"]
+    lines = [f"runtime {report['runtime']}, {report['threads']} thread(s), {report['res']}², {report['host']}"
+             + (" — SMOKE TEST (--quick)" if report["smoke_test"] else ""), "",
+             "| | architecture | GMACs | params | latency ms | x ref (same window) | psnr_teacher dB | Pareto |",
+             "|---|---|---|---|---|---|---|---|"]
+    for i, c in enumerate(report["candidates"]):
+        lines.append(f"| {i + 1} | {_cfg(c['config'])} | {c['macs'] / 1e9:.3f} | {c['params']:,} | {c['latency_ms']:.2f} | "
+                     f"{1 / c['relative_latency']:.2f} | {c['psnr_teacher']:.2f} | {'yes' if c['pareto'] else ''} |")
+    lines += ["", "| | architecture | GMACs | latency ms | speedup | psnr_teacher dB (supernet → fine-tuned) |",
+              "|---|---|---|---|---|---|",
+              f"| reference | mobile_resnet_9blocks ngf 16 | {ref['macs'] / 1e9:.3f} | {ref['latency_ms']:.2f} | 1.00 | "
+              f"{ref['psnr_teacher_supernet']:.2f} → {ref['psnr_teacher']:.2f} |",
+              f"| chosen | {_cfg(chosen['config'])} | {chosen['macs'] / 1e9:.3f} | {chosen['latency_ms']:.2f} | "
+              f"{chosen['speedup_vs_reference']:.2f} | {chosen['psnr_teacher_supernet']:.2f} → {chosen['psnr_teacher']:.2f} |"]
+    plain = report.get("plain_onnx_check")
+    if plain:
+        lines += ["", f"Plain ONNX check ({plain['method']}): chosen {plain['chosen']['median_ms']:.2f} ms, reference "
+                      f"{plain['reference']['median_ms']:.2f} ms, **x{plain['speedup']:.2f}**."]
+    t = report["timings"]
+    lines += ["", "Timings (s): " + ", ".join(f"{k.removesuffix('_s')} {v}" for k, v in t.items())
+              + f"; supernet steps {report['supernet_training']['steps']}, fine-tune steps "
+              + ", ".join(f"{k} {v['steps']}" for k, v in report["finetune"].items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(format_markdown(json.loads(Path(sys.argv[1]).read_text())), end="")
