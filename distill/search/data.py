@@ -1,7 +1,7 @@
 """Photos and the teacher's outputs on them: training crops and held-out images for ``psnr_teacher``.
 
 Every image under ``--photos`` (recursively, sorted) is resized so its shorter side is ``res`` (sides
-rounded down to a multiple of 4). Every ``holdout_every``-th photo is held out and centre-cropped to
+rounded down to a multiple of 4); with ``max_photos``, an evenly spaced subset. Every ``holdout_every``-th photo is held out and centre-cropped to
 ``res x res``; the rest are training photos. The teacher runs once per photo on the image the student
 will see, so a training crop's target is the teacher's output at the same pixels.
 """
@@ -62,7 +62,10 @@ class PhotoPairs:
     @classmethod
     def build(cls, teacher: nn.Module, root: str | Path, res: int, holdout_every: int = 5,
               max_photos: int | None = None, progress=None) -> PhotoPairs:
-        files = find_photos(root)[: max_photos or None]
+        files = find_photos(root)
+        if max_photos and len(files) > max_photos:  # evenly spaced, so every sub-folder is represented
+            step = len(files) / max_photos
+            files = [files[int(i * step)] for i in range(max_photos)]
         if len(files) < 2:
             raise DatasetError(f"photos folder {root}: at least 2 photos are needed (one held out)")
         teacher.eval()

@@ -42,7 +42,7 @@ class SearchStage:
 @dataclass
 class DataSettings:
     holdout_every: int = 5
-    max_photos: int | None = None
+    max_photos: int | None = 150  # the teacher runs once per photo: this bounds that stage's time
 
 
 @dataclass
