@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from export.runtimes.base import ConvertResult, Runtime
+from slimgan.errors import SlimganError
 
 DEFAULT_TIMEOUT_S = 1800.0
 TIMEOUT_ENV = "SLIMGAN_RUNTIME_TIMEOUT_S"
@@ -148,7 +149,11 @@ def run_isolated(job: IsolatedJob) -> IsolatedRun:
     limit = timeout_seconds(job)
     with tempfile.TemporaryDirectory(prefix=f"slimgan-{name}-") as tmp:
         work = Path(tmp)
-        _write_job(work, job, rt)
+        try:
+            _write_job(work, job, rt)
+        except SlimganError as exc:  # e.g. a module not built by create_model cannot be handed over as a checkpoint
+            error = f"runtime {name}: the model could not be handed to the child process: {exc}"
+            return IsolatedRun(name, None, (failure_row(name, label, error, stage="start"),), error, None, stage="start")
         started = time.monotonic()
         rc, timed_out = _spawn(work, log, job, name, limit)
         elapsed = time.monotonic() - started

@@ -140,3 +140,12 @@ def test_export_survives_an_ncnn_that_segfaults(tmp_path) -> None:
     assert any("ncnn" in line and "SIGSEGV" in line for line in printed)
     tflite = rows["tflite"]  # installed: converted and checked; absent: a failed row with the install hint
     assert tflite["passed"] is True or "slimgan[tflite]" in tflite["error"], tflite
+
+
+def test_a_module_that_cannot_be_handed_over_is_a_failed_row(tiny, tmp_path) -> None:
+    _, onnx, x, ref = tiny
+    job = IsolatedJob(OnnxCopyRuntime(), tmp_path, onnx, torch.nn.Conv2d(3, 3, 1), (1, 3, RES, RES),
+                      parity=ParityJob(x, ref))
+    run = run_isolated(job)
+    assert not run.ok and "could not be handed to the child process" in run.rows[0]["error"]
+    assert run.rows[0]["passed"] is False and "\n" not in run.rows[0]["error"]
