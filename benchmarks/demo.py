@@ -455,8 +455,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     recorded = recorded_steps(args.out) if args.resume else {}
-    teacher_steps = args.teacher_steps or recorded.get("teacher_steps", TEACHER_STEPS)
-    student_steps = args.student_steps or recorded.get("student_steps", STUDENT_STEPS)
+    teacher_steps = args.teacher_steps if args.teacher_steps is not None else recorded.get("teacher_steps", TEACHER_STEPS)
+    student_steps = args.student_steps if args.student_steps is not None else recorded.get("student_steps", STUDENT_STEPS)
     summary = run_demo(args.out, device=args.device, threads=args.threads, teacher_steps=teacher_steps,
                        student_steps=student_steps, progress=args.progress, resume=args.resume)
     print(format_summary(summary))
