@@ -129,8 +129,11 @@ def test_idle_and_slowloris_sockets_neither_block_nor_stay(server: tuple[str, su
         assert httpx.get(base + "/v2/health/live", timeout=5).status_code == 200
         assert translate(base, png_bytes((40, 30))).status_code == 200
         assert time.perf_counter() - t0 < 5
-        for s in slow:  # a byte now and then keeps no connection past the header deadline
-            s.sendall(b"X-Slow: 1\r\n")
+        for s in slow:  # a header line now and then keeps no connection past the header deadline
+            try:
+                s.sendall(b"X-Slow: 1\r\n")
+            except OSError:  # already closed by the server (a loaded machine took past the deadline)
+                pass
         time.sleep(HEADER_TIMEOUT_S + 1.0)
         for s in idle + slow:
             s.settimeout(5)
@@ -257,9 +260,9 @@ def test_truncated_bundle_does_not_kill_the_server(bundle: Path, tmp_path: Path)
 
 
 def test_drain_answers_503_with_retry_after(tmp_path: Path) -> None:
-    pix = dummy_bundle(tmp_path / "pix", "translate")
-    base, proc = launch([str(pix), "--backend", "dummy", "--dummy-delay-ms", "4000", "--graceful-timeout-s", "1"],
-                        tmp_path / "serve.log")
+    pix = dummy_bundle(tmp_path / "pix32", "translate")
+    base, proc = launch([str(pix), "--backend", "dummy", "--dummy-delay-ms", "4000", "--max-batch", "1",
+                         "--graceful-timeout-s", "1"], tmp_path / "serve.log")
     answers: list[httpx.Response] = []
 
     def post() -> None:
@@ -272,6 +275,7 @@ def test_drain_answers_503_with_retry_after(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(timeout=30)
-    assert proc.wait(timeout=30) == 0
+    # uvicorn re-raises the signal it caught once it has shut down cleanly
+    assert proc.wait(timeout=30) in (0, -signal.SIGTERM), (tmp_path / "serve.log").read_text()[-2000:]
     assert [a.status_code for a in answers] == [503, 503], [a.text for a in answers]
     assert all(a.headers.get("retry-after") and set(a.json()) == {"error"} for a in answers)
