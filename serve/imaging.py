@@ -142,7 +142,7 @@ class Restore:
 # Sides a dynamic graph is fed (before rounding up to the model's size multiple): inputs are padded up to
 # the next one, so the runtime sees a few dozen shapes rather than one per client size, and its
 # per-shape state (compiled kernels, memory plans) stops growing with the number of distinct sizes.
-SIDE_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256, 320, 384, 512, 640, 768, 1024, 1280, 1536, 2048, 3072, 4096)
+SIDE_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
 
 
 def bucket_side(side: int, multiple: int, max_side: int) -> int:
