@@ -39,7 +39,7 @@ def measure(res: int = 64, batch: int = 4, steps: int = 30, teacher_ngf: int = 3
     from distill.engine.config import load_config
     from distill.engine.data import Batch
     from distill.engine.methods import GeneratorMethod
-    from distill.engine.runtime import Runtime
+    from distill.engine.device import DeviceContext
 
     torch.manual_seed(0)
     teacher = create_model("resnet_6blocks", ngf=teacher_ngf).eval()
@@ -54,7 +54,7 @@ def measure(res: int = 64, batch: int = 4, steps: int = 30, teacher_ngf: int = 3
         "loss": [{"name": "l1_teacher", "weight": 100.0}, {"name": "feature_kd", "weight": 1.0, "layers": layers}],
         "train": {"steps": 10**6},
     })
-    rt = Runtime(torch.device("cpu"))
+    rt = DeviceContext(torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:  # the method loads its offline teacher from a checkpoint
         save_checkpoint(teacher, Path(tmp) / "teacher")
         method = GeneratorMethod(cfg, rt, {"teacher": Path(tmp) / "teacher"})

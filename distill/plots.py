@@ -5,8 +5,8 @@
   (nearest neighbour, so pixels stay honest) to at least ``min_tile`` pixels.
 - :func:`plot_loss_curves`: every column of one or more ``metrics.csv`` files against the step, one
   panel per family (generator terms, discriminator, held-out metrics, learning rate).
-- :func:`plot_run`: both for a finished run directory; the training loop calls it at the end of
-  every run, and ``slimgan plot RUN`` redraws them.
+
+The pictures of a run directory (both of the above, from its files) are :mod:`distill.engine.report`.
 """
 
 from __future__ import annotations
@@ -177,75 +177,3 @@ def plot_loss_curves(sources: Mapping[str, str | Path] | str | Path, path: str |
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-# ---------------------------------------------------------------------------------------- runs
-def _run_teacher(run: Path, config: Any) -> Path | None:
-    from distill.engine.config import resolve_path
-    from distill.engine.loop import trained_generator_dir
-
-    tcfg = config.teacher
-    if tcfg.mode == "online" and (run / "teacher" / "config.json").is_file():
-        return run / "teacher"
-    if tcfg.mode != "offline" or not tcfg.use_generator:
-        return None
-    if tcfg.checkpoint:
-        p = resolve_path(tcfg.checkpoint, run)
-    elif tcfg.auto is not None:
-        p = trained_generator_dir(resolve_path(tcfg.auto.out, run))
-    else:
-        return None
-    return p if (p / "config.json").is_file() else None
-
-
-def render_run_samples(run: str | Path, path: str | Path | None = None, num: int = 4) -> Path | None:
-    """A labelled grid of the run's final generator (and teacher) on the first held-out samples."""
-    import torch
-
-    from distill.checkpoint import checkpoint_role, load_checkpoint
-    from distill.engine.config import load_config, resolve_path
-    from distill.engine.data import build_split, eval_batches
-    from distill.engine.evaluate import write_sample_grid
-    from distill.engine.loop import trained_generator_dir
-    from distill.engine.methods import latent_size
-
-    run = Path(run)
-    config = load_config(run / "config.yaml")
-    gen_dir = trained_generator_dir(run)
-    if not (gen_dir / "config.json").is_file():
-        return None
-    generator = load_checkpoint(gen_dir)
-    teacher_dir = _run_teacher(run, config)
-    teacher = load_checkpoint(teacher_dir) if teacher_dir is not None and teacher_dir != gen_dir else None
-    test = build_split(config.data, resolve_path(config.data.root, run), "test", config.train.seed)
-    batches = eval_batches(test, num, num, latent_size(generator))
-    if not batches:
-        return None
-
-    class _Pair:
-        @torch.no_grad()
-        def predict(self, real_a: torch.Tensor) -> dict[str, torch.Tensor]:
-            out = {"student": generator(real_a)}
-            if teacher is not None:
-                out["teacher"] = teacher(real_a)
-            return out
-
-    step = (generator.slimgan_checkpoint["config"].get("provenance") or {}).get("step")
-    rows = read_metrics(run / "metrics.csv") if (run / "metrics.csv").is_file() else []
-    last_eval = next((r for r in reversed(rows) if any(k.startswith("eval_") for k in r)), {})
-    return write_sample_grid(_Pair(), batches[0], Path(path or run / SAMPLES_NAME), torch.device("cpu"), num,
-                             step=step, metrics=last_eval, generator_label=checkpoint_role(gen_dir),
-                             title=f"{run.name}: {generator.slimgan_config['arch']}")
-
-
-def plot_run(run: str | Path, samples: bool = False) -> dict[str, Path]:
-    """``RUN/loss_curves.png`` from ``metrics.csv`` (and, with ``samples``, a fresh ``RUN/samples.png``)."""
-    run = Path(run)
-    written: dict[str, Path] = {}
-    if (run / "metrics.csv").is_file():
-        written["loss_curves"] = plot_loss_curves(run / "metrics.csv", run / LOSS_CURVES_NAME)
-    if samples and (run / "config.yaml").is_file():
-        grid = render_run_samples(run)
-        if grid is not None:
-            written["samples"] = grid
-    return written

@@ -11,8 +11,9 @@ channels as whatever produced its input), element-wise ops (a residual ``x + f(x
 channels of both operands into one group, which is the skip-connection constraint of ResNets),
 concatenations (a U-Net's skip ``cat([x, f(x)])`` gives the next layer an input made of two
 groups, each pruned on its own) and reshapes. The model's input and output channels are fixed.
-Layers whose arithmetic the tracer cannot follow (StyleGAN2's modulated convolution, which builds
-per-sample weights) declare their channel rule with :func:`channel_rule`.
+Layers whose arithmetic the tracer cannot follow declare their channel rule: the standard ones here with
+:func:`channel_rule`, a family's own layers (StyleGAN2's modulated convolution, which builds per-sample
+weights) in its registry entry (``@register_model(..., pruning={"rules": ...})``, :func:`model_pruning`).
 
 Importance (per channel, summed over the group's producing weights):
 
@@ -27,7 +28,6 @@ Importance (per channel, summed over the group's producing weights):
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -40,7 +40,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from distill.errors import ConfigError
-from distill.registry import create_model, model_info
+from distill.registry import create_model, model_info, model_meta
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +148,10 @@ class ChannelGroups:
 class ChannelTracer(TorchFunctionMode):
     """Follows channel labels through one forward pass of ``model`` (see the module docstring)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, rules: dict[type, Callable] | None = None):
         super().__init__()
         self.model = model
+        self.rules = {**_RULES, **(rules or {})}
         self.names = {id(t): n for n, t in [*model.named_parameters(), *model.named_buffers()]}
         self.tensors: dict[int, tuple[torch.Tensor, list[Label], int]] = {}
         self.sizes: dict[int, int] = {}
@@ -297,7 +298,7 @@ class ChannelTracer(TorchFunctionMode):
         handles = []
         prefixes = {id(m): n for n, m in self.model.named_modules()}
         for module in self.model.modules():
-            rule = next((r for cls, r in _RULES.items() if type(module) is cls), None)
+            rule = self.rules.get(type(module))
             if rule is None:
                 continue
             handles.append(module.register_forward_pre_hook(self._enter))
@@ -330,10 +331,10 @@ class ChannelTracer(TorchFunctionMode):
         return hook
 
 
-# -- rules for the standard layers and StyleGAN2's ------------------------------------------------------
+# -- rules for the standard layers --------------------------------------------------------------------
 
 
-def _linear_like(tr: ChannelTracer, p: str, module: nn.Module, x: torch.Tensor, out: torch.Tensor,
+def linear_like(tr: ChannelTracer, p: str, module: nn.Module, x: torch.Tensor, out: torch.Tensor,
                  transposed: bool = False, groups: int = 1) -> None:
     labels = tr.labels(x)
     in_dim, out_dim = (0, 1) if transposed else (1, 0)
@@ -355,12 +356,12 @@ def _linear_like(tr: ChannelTracer, p: str, module: nn.Module, x: torch.Tensor, 
 
 @channel_rule(nn.Conv2d, nn.Linear)
 def _conv_rule(tr: ChannelTracer, p: str, m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-    _linear_like(tr, p, m, inputs[0], out, groups=getattr(m, "groups", 1))
+    linear_like(tr, p, m, inputs[0], out, groups=getattr(m, "groups", 1))
 
 
 @channel_rule(nn.ConvTranspose2d)
 def _conv_transpose_rule(tr: ChannelTracer, p: str, m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-    _linear_like(tr, p, m, inputs[0], out, transposed=True, groups=m.groups)
+    linear_like(tr, p, m, inputs[0], out, transposed=True, groups=m.groups)
 
 
 @channel_rule(nn.BatchNorm2d, nn.InstanceNorm2d, nn.BatchNorm1d)
@@ -373,41 +374,6 @@ def _norm_rule(tr: ChannelTracer, p: str, m: nn.Module, inputs: tuple, out: torc
         tr.track(out, labels, 1)
 
 
-def _register_stylegan2_rules() -> None:
-    from distill.models import stylegan2 as sg
-
-    @channel_rule(sg.EqualLinear, sg.EqualConv2d)
-    def _equal(tr: ChannelTracer, p: str, m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-        _linear_like(tr, p, m, inputs[0], out)
-
-    @channel_rule(sg.ModulatedConv2d)
-    def _modconv(tr: ChannelTracer, p: str, m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-        x_labels, w_labels = tr.labels(inputs[0]), tr.labels(inputs[1])
-        tr.couple(p + "weight", 2, x_labels)  # (1, out, in, k, k)
-        tr.couple(p + "modulation.weight", 0, x_labels)  # the style scales each input channel
-        tr.couple(p + "modulation.bias", 0, x_labels)
-        tr.couple(p + "modulation.weight", 1, w_labels)
-        tr.track(out, tr.member(p + "weight", 1, out=True), 1)
-
-    @channel_rule(sg.FusedLeakyReLU)
-    def _bias_act(tr: ChannelTracer, p: str, m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-        labels = tr.labels(inputs[0])
-        tr.couple(p + "bias", 0, labels, out=True)
-        if labels is not None:
-            tr.track(out, labels, 1)
-
-    @channel_rule(sg.NoiseInjection, sg.Blur, sg.Upsample)
-    def _passthrough(tr: ChannelTracer, p: str, m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-        labels = tr.labels(inputs[0])
-        if labels is not None:
-            tr.track(out, labels, 1)
-
-    @channel_rule(sg.ConstantInput)
-    def _constant(tr: ChannelTracer, p: str, m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-        tr.track(out, tr.member(p + "input", 1, out=True), 1)
-
-
-_register_stylegan2_rules()
 
 
 # -- importance --------------------------------------------------------------------------------------
@@ -423,18 +389,23 @@ def example_input(model: nn.Module, batch: int = 2, size: int | None = None) -> 
     return torch.rand(batch, kw.get("input_nc", kw.get("nc", 3)), side, side) * 2 - 1
 
 
-def _forward_kwargs(model: nn.Module) -> dict[str, Any]:
-    # trace through the truncation trick too, so its tracked mean w is pruned with the mapping output
-    return {"truncation": 0.5} if "truncation" in inspect.signature(model.forward).parameters else {}
+def model_pruning(model: nn.Module) -> dict[str, Any]:
+    """What the model's registry entry declares for pruning (``@register_model(..., pruning={...})``):
+    ``rules`` (a callable returning ``{layer class: rule}`` for layers the tracer cannot follow) and
+    ``forward_kwargs`` (arguments of the traced forward pass)."""
+    cfg = getattr(model, "slimgan_config", None)
+    return dict(model_meta(cfg["arch"]).get("pruning") or {}) if cfg else {}
 
 
 def trace_channels(model: nn.Module, example: torch.Tensor | None = None) -> ChannelGroups:
+    declared = model_pruning(model)
+    rules = declared["rules"]() if "rules" in declared else None
     was = model.training
     model.eval()
     try:
         with torch.no_grad():
-            return ChannelTracer(model).run(example if example is not None else example_input(model),
-                                            **_forward_kwargs(model))
+            return ChannelTracer(model, rules).run(example if example is not None else example_input(model),
+                                                   **declared.get("forward_kwargs", {}))
     finally:
         model.train(was)
 

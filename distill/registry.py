@@ -7,6 +7,7 @@ that travels with the model, so export and serving know what the generator eats 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from distill.errors import ConfigError
+from slimgan.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,10 @@ class _Entry:
     info: ModelInfo
 
 
-_REGISTRY: dict[str, _Entry] = {}
+PLUGIN_GROUP = "slimgan.models"
+MODELS: Registry[_Entry] = Registry("architecture", group=PLUGIN_GROUP)
+# The entries by name (the same dict the registry holds), for code that reads or drops one directly.
+_REGISTRY: dict[str, _Entry] = MODELS._entries
 
 
 def register_model(
@@ -63,21 +68,27 @@ def register_model(
     width_arg: str = "ngf",
     reference: str = "",
     value_range: tuple[float, float] = (-1.0, 1.0),
+    options: type | None = None,
+    **meta: Any,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register ``fn(**kwargs) -> nn.Module`` under ``name`` with its metadata.
 
     ``value_range``: what the model's image input holds (and a translate model's output), e.g.
-    ``(0, 255)`` for fast-neural-style; export and serving scale pixels to it.
+    ``(0, 255)`` for fast-neural-style; export and serving scale pixels to it. ``options``: a dataclass
+    whose fields are the constructor's arguments, for a constructor that takes ``**kwargs``. Any other
+    keyword (``exporter=``, ``pruning=``) is kept as the entry's metadata (:func:`model_meta`), so code
+    that treats a family specially asks the registry instead of testing names.
     """
 
     def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        defaults = {
-            k: p.default
-            for k, p in inspect.signature(fn).parameters.items()
-            if p.default is not inspect.Parameter.empty
-        }
+        if options is not None:
+            defaults = {f.name: f.default for f in dataclasses.fields(options)}
+        else:
+            defaults = {
+                k: p.default
+                for k, p in inspect.signature(fn).parameters.items()
+                if p.default is not inspect.Parameter.empty
+            }
         info = ModelInfo(
             name=name,
             family=family,
@@ -90,54 +101,33 @@ def register_model(
             value_range=(float(value_range[0]), float(value_range[1])),
             defaults=defaults,
         )
-        _REGISTRY[name] = _Entry(fn=fn, info=info)
+        MODELS.register(name, _Entry(fn=fn, info=info), **meta)
         return fn
 
     return decorator
 
 
-PLUGIN_GROUP = "slimgan.models"
-_plugins_loaded = False
-
-
 def _ensure_zoo_loaded() -> None:
     import distill.models  # noqa: F401  (registers the built-in architectures)
 
-    _load_plugins()
-
-
-def _load_plugins() -> None:
-    """Import every ``slimgan.models`` entry point once: each names a module (or an object in one)
-    whose ``@register_model`` constructors register on import."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    from importlib.metadata import entry_points
-
-    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
-        try:
-            ep.load()
-        except Exception as exc:  # a broken plugin must say which one, not break with a traceback
-            _plugins_loaded = False
-            raise ConfigError(
-                f"model plugin {ep.name!r} ({ep.value}) from the {PLUGIN_GROUP!r} entry points failed to load: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+    MODELS.load_plugins()
 
 
 def list_models(role: str | None = None) -> list[str]:
     """Registered names, optionally only ``generator`` or ``discriminator`` ones."""
     _ensure_zoo_loaded()
-    return sorted(n for n, e in _REGISTRY.items() if role is None or e.info.role == role)
+    return [n for n, e in MODELS.items() if role is None or e.info.role == role]
 
 
 def model_info(name: str) -> ModelInfo:
     _ensure_zoo_loaded()
-    entry = _REGISTRY.get(name)
-    if entry is None:
-        raise ConfigError(f"unknown architecture {name!r}; choose one of: {', '.join(list_models())}")
-    return entry.info
+    return MODELS.get(name).info
+
+
+def model_meta(name: str) -> dict[str, Any]:
+    """What ``@register_model`` recorded beyond :class:`ModelInfo` (``exporter``, ``pruning``, ...)."""
+    _ensure_zoo_loaded()
+    return MODELS.meta(name)
 
 
 def resolve_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -172,6 +162,6 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     ``module.slimgan_config = {"arch": name, "kwargs": {...}}`` so ``save_checkpoint`` can record them.
     """
     resolved = resolve_kwargs(name, kwargs)
-    model = _REGISTRY[name].fn(**resolved)
+    model = MODELS.get(name).fn(**resolved)
     model.slimgan_config = {"arch": name, "kwargs": resolved}
     return model

@@ -154,8 +154,8 @@ def test_gram_matrix_hand_computed():
 
 
 def test_crd_and_teacher_adv_terms_in_a_step_context():
-    from distill.engine.context import StepContext
-    from distill.losses.base import build_loss
+    from distill.losses import build_loss
+    from distill.losses.context import StepContext
 
     torch.manual_seed(0)
     student = torch.nn.Conv2d(3, 3, 3, padding=1)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slimgan.cli import main
 from distill.engine.config import RunConfig, load_config, save_config
-from distill.engine.methods import check_method
+from distill.engine.factory import check_method
 from distill.errors import ConfigError
+from slimgan.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,9 +62,43 @@ def test_resolved_config_round_trips(tmp_path):
         cfg.train.steps = 3  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("recipe", sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").rglob("*.yaml")))
+# configs/search/ holds `slimgan search` settings, not training recipes.
+@pytest.mark.parametrize("recipe", sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").rglob("*.yaml")
+                                          if "search" not in p.relative_to(REPO).parts))
 def test_every_shipped_recipe_parses_and_passes_the_method_check(recipe, tmp_path):
     load_config(REPO / recipe)
     weights = tmp_path / "inception.pth"  # only its existence is checked before a run
     weights.write_bytes(b"")
     check_method(load_config(REPO / recipe, [f"eval.inception_weights={weights}"]))
+
+
+def test_a_method_name_registered_twice_is_refused_and_unknown_names_suggest():
+    from distill.engine.factory import METHODS, method_class
+    from distill.engine.methods import register_method
+
+    with pytest.raises(ConfigError, match="method 'generator' is registered twice"):
+        register_method("generator")(type("Other", (), {}))
+    assert method_class("generator").__name__ == "GeneratorMethod"  # the first registration stands
+    with pytest.raises(ConfigError, match=r"unknown method 'stylegan' \(did you mean 'stylegan2'\?\); choose one of"):
+        method_class("stylegan")
+    assert {"generator", "cyclegan", "stylegan2"} <= set(METHODS.names())
+
+
+def test_stylegan2_options_keep_the_recipe_keywords():
+    """method.kwargs reach StyleGAN2's options dataclass; an unknown key is one ConfigError."""
+    from distill.engine.schema import method_arguments
+    from distill.engine.stylegan2_method import StyleGAN2Method
+
+    names = [n for n, _ in method_arguments(StyleGAN2Method)]
+    assert names == ["r1", "d_reg_every", "pl_weight", "g_reg_every", "pl_batch_shrink", "pl_decay", "mixing", "ema",
+                     "ema_kimg", "ema_rampup"]
+    cfg = load_config(raw={"method": {"name": "stylegan2", "kwargs": {"r1x": 1.0}},
+                           "student": {"arch": "stylegan2", "kwargs": {"image_size": 16, "channels": 8, "nz": 8}},
+                           })
+    import torch
+
+    from distill.engine.device import DeviceContext
+    from distill.engine.factory import build_method
+
+    with pytest.raises(ConfigError, match="method 'stylegan2':.*r1x"):
+        build_method(cfg, DeviceContext(torch.device("cpu")), {})

@@ -547,8 +547,10 @@ def test_plugin_architecture_works_in_every_command(plugin_site, tmp_path, monke
 
     # In this process: the installed distribution on the path, found through importlib.metadata.
     monkeypatch.syspath_prepend(str(plugin_site))
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # the plugin leaves with the test
+    registry.list_models()  # the zoo first, so the copy below holds it
+    monkeypatch.setattr(registry.MODELS, "_plugins_loaded", False)
+    monkeypatch.setattr(registry.MODELS, "_entries", dict(registry.MODELS._entries))  # the plugin leaves with the test
+    monkeypatch.setattr(registry.MODELS, "_meta", dict(registry.MODELS._meta))
     assert "tiny_plugin_net" in registry.list_models("generator")
     import tinyplug
 

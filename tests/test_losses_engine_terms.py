@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from distill.engine.context import StepContext
 from distill.errors import ConfigError
 from distill.losses import build_loss, format_formula, list_losses
 from distill.losses.adversarial import discriminator_loss, generator_loss, gradient_penalty
+from distill.losses.context import StepContext
 
 S = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])  # (1, 1, 2, 2) student output
 T = torch.tensor([[[[0.0, 2.0], [3.0, 6.0]]]])  # teacher output: diffs 1, 0, 0, -2

@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 from distill.data import synthesize
 from distill.engine.config import load_config
 from distill.engine.data import Batch
+from distill.engine.device import DeviceContext
+from distill.engine.factory import build_method
 from distill.engine.loop import run_training
-from distill.engine.methods import build_method
-from distill.engine.runtime import Runtime
 from distill.errors import ConfigError
 from distill.losses.omgd import EXTRA_TEACHERS
 
@@ -44,7 +44,7 @@ def recipe(data: Path, steps: int = 4, **teacher) -> dict:
 
 def method_for(raw: dict):
     config = load_config(raw=raw)
-    return build_method(config, Runtime(torch.device("cpu")), {})
+    return build_method(config, DeviceContext(torch.device("cpu")), {})
 
 
 def batch(n: int = 2, seed: int = 0) -> Batch:

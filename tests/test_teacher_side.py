@@ -15,15 +15,15 @@ from distill.data import synthesize
 from distill.engine.builders import build_discriminator
 from distill.engine.config import DiscriminatorConfig, load_config
 from distill.engine.data import Batch
+from distill.engine.device import DeviceContext
+from distill.engine.factory import build_method, check_method
 from distill.engine.gan import ImagePool
 from distill.engine.loop import run_training
-from distill.engine.methods import build_method, check_method
-from distill.engine.runtime import Runtime
 from distill.engine.teachers import CycleTeacher, NoTeacher, OfflineTeacher, OnlineTeachers, TermsTeacher
 from distill.errors import ConfigError
 from distill.losses.adversarial import generator_loss
 
-CPU = Runtime(torch.device("cpu"))
+CPU = DeviceContext(torch.device("cpu"))
 TRAIN = {"steps": 4, "batch_size": 1, "log_every": 1, "device": "cpu", "progress": False}
 
 

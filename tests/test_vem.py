@@ -103,8 +103,8 @@ def test_vem_step_order_reuses_negatives_and_updates_only_the_ebm():
 
 
 def test_vem_loss_term_in_a_step_context():
-    from distill.engine.context import StepContext
-    from distill.losses.base import build_loss
+    from distill.losses import build_loss
+    from distill.losses.context import StepContext
 
     torch.manual_seed(0)
     term = build_loss({"name": "vem", "weight": 0.1, "channels": 4, "langevin_steps": 2})

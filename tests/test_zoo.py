@@ -17,6 +17,7 @@ TINY = {
     "resnet_9blocks": ({"ngf": 4}, (2, 3, 32, 32)),
     "resnet_6blocks": ({"ngf": 4, "norm": "batch", "use_dropout": True}, (2, 3, 32, 32)),
     "mobile_resnet_9blocks": ({"ngf": 4}, (2, 3, 32, 32)),
+    "searchable_resnet": ({"stem": 4, "down": 8, "trunk": 8, "blocks": "8_8", "up": "8_4"}, (2, 3, 32, 32)),
     "unet_128": ({"ngf": 4}, (2, 3, 128, 128)),
     "unet_256": ({"ngf": 2, "norm": "instance"}, (1, 3, 256, 256)),
     "unet_deepest_256": ({"ngf": 1}, (1, 3, 256, 256)),
@@ -109,3 +110,17 @@ def test_reference_sizes_params_and_macs():
     student = create_model("mobile_resnet_9blocks", ngf=16)
     assert abs(count_macs(student, res=256) / 1e9 - 1.41) < 0.02  # OMGD / CRD student
     assert abs(count_params(student) / 1e6 - 0.14) < 0.01
+
+
+def test_registry_entries_carry_declared_metadata_and_suggest_names():
+    from distill.registry import MODELS, model_info, model_meta
+
+    assert "rules" in model_meta("stylegan2")["pruning"] and model_meta("stylegan2")["pruning"]["forward_kwargs"]
+    assert "pruning" not in model_meta("resnet_9blocks")
+    with pytest.raises(ConfigError, match=r"unknown architecture 'resnet_9block' \(did you mean 'resnet_9blocks'\?\)"):
+        model_info("resnet_9block")
+    with pytest.raises(ConfigError, match="architecture 'dcgan' is registered twice"):
+        MODELS.register("dcgan", object())
+    # a constructor with an options dataclass keeps its keyword defaults in the registry
+    assert model_info("inception_9blocks").defaults["kernel_sizes"] == (3, 5, 7)
+    assert create_model("inception_9blocks", ngf=8, norm="batch").slimgan_config["kwargs"]["norm"] == "batch"

@@ -20,8 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from distill.engine.report import plot_run
     from distill.errors import ConfigError
-    from distill.plots import plot_run
 
     for run in args.run:
         if not (Path(run) / "metrics.csv").is_file():

@@ -68,6 +68,6 @@ and writes ``config.yaml``, ``metrics.csv``, ``samples/``, ``student/``, ``best/
 ``state.pt`` into the run directory (rank 0 only under ``torchrun``).
 """
 
-from distill.engine.context import StepContext
+from distill.losses.context import StepContext
 
 __all__ = ["StepContext"]

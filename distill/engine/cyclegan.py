@@ -20,8 +20,8 @@ from torch import nn
 
 from distill.engine.builders import adam, build_discriminator, build_generator, generator_config, mirrored
 from distill.engine.config import CycleConfig, DiscriminatorConfig, ModelConfig, RunConfig
+from distill.engine.device import DeviceContext, set_requires_grad
 from distill.engine.gan import ImagePool
-from distill.engine.runtime import Runtime, set_requires_grad
 from distill.errors import ConfigError
 from distill.losses.adversarial import discriminator_loss, generator_loss, gradient_penalty
 
@@ -76,7 +76,7 @@ class CycleGANPair(nn.Module):
             total = total + lc * li * (terms["idt_A"] + terms["idt_B"])
         return total
 
-    def step(self, rt: Runtime, a: torch.Tensor, b: torch.Tensor, opt_g: torch.optim.Optimizer,
+    def step(self, rt: DeviceContext, a: torch.Tensor, b: torch.Tensor, opt_g: torch.optim.Optimizer,
              opt_d: torch.optim.Optimizer, on_fake_b=None) -> tuple[dict[str, float], torch.Tensor]:
         """G step (D frozen), then D step on pooled fakes. Returns (logs, G_A(a) detached).
 

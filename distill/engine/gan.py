@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from distill.engine.runtime import Runtime, set_requires_grad
+from distill.engine.device import DeviceContext, set_requires_grad
 from distill.losses.adversarial import discriminator_loss, gradient_penalty
 
 
-def update_discriminator(rt: Runtime, d: nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor,
+def update_discriminator(rt: DeviceContext, d: nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor,
                          fake: torch.Tensor, mode: str, gp_weight: float = 10.0,
                          fake_weight: float = 1.0) -> float:
     """One step of ``d`` on real vs detached ``fake`` (inputs already as d sees them); d is frozen afterwards.

@@ -30,53 +30,27 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from distill.checkpoint import read_training_state, save_checkpoint
+from distill.checkpoint import atomic_write, read_training_state, save_checkpoint
 from distill.engine.builders import latent_size
 from distill.engine.config import RunConfig, load_config, resolve_path, save_config, to_dict
 from distill.engine.data import BatchStream, build_split, ensure_data, eval_batches
+from distill.engine.device import DeviceContext, init_distributed, resolve_device
 from distill.engine.evaluate import evaluate, pick_best_metric, write_sample_grid
-from distill.engine.methods import build_method, check_method
+from distill.engine.factory import build_method, check_method
+from distill.engine.layout import (  # noqa: F401  (names the run layout; kept importable from the loop)
+    STATE_NAME,
+    checkpoint_dir_name,
+    checkpoint_dir_role,
+    run_role,
+    trained_generator_dir,
+)
+from distill.engine.report import write_run_plots
 from distill.engine.run_lock import RunLock
-from distill.engine.runtime import Runtime, init_distributed, resolve_device
 from distill.errors import ConfigError
 from distill.progress import Progress
 from distill.safe_yaml import read_yaml
 
 log = logging.getLogger(__name__)
-
-STATE_NAME = "state.pt"
-
-
-def run_role(kind: str) -> str:
-    """What the generator a run trains is: ``slimgan train`` makes teachers, ``slimgan distill`` students."""
-    return "teacher" if kind == "train" else "student"
-
-
-def checkpoint_dir_role(name: str, role: str) -> str:
-    """The role recorded for the checkpoint a method names ``name`` in a run whose generator is ``role``."""
-    if "discriminator" in name:
-        return "discriminator"
-    if name.startswith("teacher"):
-        return "teacher"
-    return role
-
-
-def checkpoint_dir_name(name: str, role: str) -> str:
-    """The run sub-directory for method checkpoint ``name``: the trained generator (``student``) is named by its role."""
-    return role if name == "student" else name
-
-
-def trained_generator_dir(run: str | Path) -> Path:
-    """The generator checkpoint of a finished run: ``RUN/teacher`` (train), ``RUN/student`` (distill).
-
-    Runs made before checkpoints were named by role kept a teacher in ``RUN/student``; that is found too.
-    """
-    run = Path(run)
-    for name in ("teacher", "student"):
-        if (run / name / "config.json").is_file():
-            return run / name
-    return run / "teacher"
-
 
 LR_POLICIES = ("linear", "constant")
 
@@ -147,7 +121,7 @@ class MetricsLog:
             self.tb.close()
 
 
-def _prepare(config: RunConfig, out: Path, config_dir: Path | None, rt: Runtime, kind: str) -> dict[str, Path]:
+def _prepare(config: RunConfig, out: Path, config_dir: Path | None, rt: DeviceContext, kind: str) -> dict[str, Path]:
     """Resolve paths; make the synthetic data and train missing teachers (rank 0, others wait)."""
     paths: dict[str, Path] = {}
     if not config.data.root:
@@ -242,7 +216,7 @@ def run_training(config: RunConfig, out: str | Path, *, resume: bool = False, de
     dev = resolve_device(device or config.train.device)
     if dist.is_available() and dist.is_initialized() and dev.type == "cuda":
         dev = torch.device("cuda", torch.cuda.current_device())
-    rt = Runtime(dev, amp=config.train.amp) if distributed else _LocalRuntime(dev, config.train.amp)
+    rt = DeviceContext(dev, amp=config.train.amp) if distributed else _LocalRuntime(dev, config.train.amp)
     lock = RunLock(out, what=f"slimgan {kind}") if rt.is_main else None
     if lock is not None:
         lock.acquire()  # before anything is written: a second run on this --out stops here
@@ -252,21 +226,11 @@ def run_training(config: RunConfig, out: str | Path, *, resume: bool = False, de
         if lock is not None:
             lock.release()
     if rt.is_main:
-        _write_run_plots(out)
+        write_run_plots(out)
     return result
 
 
-def _write_run_plots(out: Path) -> None:
-    """``loss_curves.png`` and a labelled ``samples.png`` for the finished run (``slimgan plot RUN``)."""
-    from distill.plots import plot_run
-
-    try:
-        plot_run(out)
-    except Exception as exc:  # noqa: BLE001 - a picture that cannot be drawn must not fail a finished run
-        log.warning("could not draw the run's plots (%s); `slimgan plot %s` retries", exc, out)
-
-
-class _LocalRuntime(Runtime):
+class _LocalRuntime(DeviceContext):
     """A runtime that ignores any process group (the nested teacher run)."""
 
     def __init__(self, device: torch.device, amp: bool):
@@ -274,161 +238,192 @@ class _LocalRuntime(Runtime):
         self.distributed, self.rank, self.world = False, 0, 1
 
 
-def _run(config: RunConfig, out: Path, rt: Runtime, resume: bool, kind: str,
+def _run(config: RunConfig, out: Path, rt: DeviceContext, resume: bool, kind: str,
          config_dir: Path | None, stop_at: int | None, role: str) -> dict[str, Any]:
     tc = config.train
     if tc.steps < 1:
         raise ConfigError(f"train.steps must be >= 1, got {tc.steps}")
-    factor = lr_factor(tc.lr_policy, tc.steps, tc.decay_start)
+    lr_factor(tc.lr_policy, tc.steps, tc.decay_start)  # a bad policy is refused before anything runs
     check_method(config)  # before data is made or a teacher is trained
     paths = _prepare(config, out, config_dir, rt, kind)
+    return Trainer(config, out, rt, kind, role, paths).run(resume, stop_at)
 
-    torch.manual_seed(tc.seed)
-    random.seed(tc.seed)
-    train_set = build_split(config.data, paths["data"], "train", tc.seed)
-    method = build_method(config, rt, paths)
-    nz = latent_size(method.generator)
-    stream = BatchStream(train_set, tc.batch_size, tc.seed, rt.rank, rt.world, nz, config.data.max_train)
-    try:
-        test_set = build_split(config.data, paths["data"], "test", tc.seed)
-    except Exception as exc:  # noqa: BLE001 - a dataset without a test split trains without evaluation
-        log.warning("no held-out split (%s); evaluation is skipped", exc)
-        test_set = None
-    held_out = eval_batches(test_set, config.eval.num, config.eval.batch_size, nz) if test_set is not None else []
 
-    method.setup(stream.batch(0))
-    method.build_optimizers()
-    fixed = method.fixed_lr()  # e.g. VEM's energy network: a fixed Adam learning rate
-    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, _constant if k in fixed else factor)
-                  for k, o in method.optimizers().items()}
+class Trainer:
+    """One run's training: the method with its data, LR schedules and held-out batches; the step loop;
+    evaluation with the ``best/`` checkpoint; and :meth:`save` / :meth:`restore` of ``state.pt``, so an
+    interrupted run resumes where it stopped with the same random streams."""
 
-    start, best_value = 0, None
-    state_path = out / STATE_NAME
-    if resume:
-        if not state_path.is_file():
-            raise ConfigError(f"--resume: {state_path} does not exist")
-        state = read_training_state(state_path, rt.device)
-        for name, module in method.modules().items():
+    def __init__(self, config: RunConfig, out: Path, rt: DeviceContext, kind: str, role: str,
+                 paths: dict[str, Path]) -> None:
+        self.config, self.out, self.rt, self.kind, self.role = config, out, rt, kind, role
+        tc = config.train
+        torch.manual_seed(tc.seed)
+        random.seed(tc.seed)
+        train_set = build_split(config.data, paths["data"], "train", tc.seed)
+        self.method = build_method(config, rt, paths)
+        nz = latent_size(self.method.generator)
+        self.stream = BatchStream(train_set, tc.batch_size, tc.seed, rt.rank, rt.world, nz, config.data.max_train)
+        self.held_out = self._held_out(paths, nz)
+        self.method.setup(self.stream.batch(0))
+        self.method.build_optimizers()
+        factor = lr_factor(tc.lr_policy, tc.steps, tc.decay_start)
+        fixed = self.method.fixed_lr()  # e.g. VEM's energy network: a fixed Adam learning rate
+        self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, _constant if k in fixed else factor)
+                           for k, o in self.method.optimizers().items()}
+        self.state_path = out / STATE_NAME
+        self.best_value: float | None = None
+        self.best_name = config.eval.best_metric
+        self.stop_requested = False
+        self.metrics_log: MetricsLog | None = None
+
+    def _held_out(self, paths: dict[str, Path], nz: int | None) -> list:
+        try:
+            test_set = build_split(self.config.data, paths["data"], "test", self.config.train.seed)
+        except Exception as exc:  # noqa: BLE001 - a dataset without a test split trains without evaluation
+            log.warning("no held-out split (%s); evaluation is skipped", exc)
+            return []
+        return eval_batches(test_set, self.config.eval.num, self.config.eval.batch_size, nz)
+
+    # -- state.pt -------------------------------------------------------------------------------------
+    def restore(self) -> int:
+        """Load ``state.pt`` (modules, optimisers, schedules, AMP scaler, RNG, best); returns its step."""
+        if not self.state_path.is_file():
+            raise ConfigError(f"--resume: {self.state_path} does not exist")
+        state = read_training_state(self.state_path, self.rt.device)
+        for name, module in self.method.modules().items():
             if name in state["modules"]:
                 module.load_state_dict(state["modules"][name])
-        for name, opt in method.optimizers().items():
+        for name, opt in self.method.optimizers().items():
             opt.load_state_dict(state["optimizers"][name])
-        for name, sch in schedulers.items():
+        for name, sch in self.schedulers.items():
             sch.load_state_dict(state["schedulers"][name])
-        rt.scaler.load_state_dict(state["scaler"])
+        self.rt.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"])
-        start, best_value = int(state["step"]), state.get("best")
-        log.info("resumed from %s at step %d", state_path, start)
-    else:
-        torch.manual_seed(tc.seed + 1)  # the stream of dropout / noise, identical after a resume
+        self.best_value = state.get("best")
+        log.info("resumed from %s at step %d", self.state_path, int(state["step"]))
+        return int(state["step"])
 
-    metrics_log = MetricsLog(out / "metrics.csv", resume) if rt.is_main else None
-    if metrics_log is not None:
-        metrics_log.truncate(start)
-        save_config(config, out / "config.yaml")
-        log.info("%s", method.formula())
-    best_name = config.eval.best_metric
-
-    def save(step: int, final: bool = False) -> None:
-        if not rt.is_main:
+    def save(self, step: int) -> None:
+        """The method's checkpoints (named by role) and ``state.pt``, each written whole or not at all."""
+        if not self.rt.is_main:
             return
+        method, out = self.method, self.out
         prov = {"step": step, "run": str(out), **method.provenance()}
         for name, module in method.checkpoints().items():  # a discriminator also records its objective
-            save_checkpoint(module, out / checkpoint_dir_name(name, role), provenance={
-                **prov, "role": checkpoint_dir_role(name, role), **getattr(module, "slimgan_provenance", {})})
+            save_checkpoint(module, out / checkpoint_dir_name(name, self.role), provenance={
+                **prov, "role": checkpoint_dir_role(name, self.role), **getattr(module, "slimgan_provenance", {})})
         state = {
             "step": step,
             "modules": {k: m.state_dict() for k, m in method.modules().items()},
             "optimizers": {k: o.state_dict() for k, o in method.optimizers().items()},
-            "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
-            "scaler": rt.scaler.state_dict(),
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "scaler": self.rt.scaler.state_dict(),
             "rng": _rng_state(),
-            "best": best_value,
+            "best": self.best_value,
         }
-        tmp = state_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(state_path)
+        atomic_write(self.state_path, lambda tmp: torch.save(state, tmp))
 
-    def run_eval(step: int) -> dict[str, float]:
-        nonlocal best_value, best_name
-        if not rt.is_main or not held_out:
+    # -- one step -------------------------------------------------------------------------------------
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Held-out metrics (main rank); a new best is saved to ``best/``."""
+        if not self.rt.is_main or not self.held_out:
             return {}
-        metrics = evaluate(method, held_out, rt.device, config.eval.inception_weights)
-        best_name, mode = pick_best_metric(best_name, metrics)
-        value = metrics.get(best_name)
+        metrics = evaluate(self.method, self.held_out, self.rt.device, self.config.eval.inception_weights)
+        self.best_name, mode = pick_best_metric(self.best_name, metrics)
+        value = metrics.get(self.best_name)
         if value is not None and math.isfinite(value) and (
-            best_value is None or (value > best_value if mode == "max" else value < best_value)
+            self.best_value is None or (value > self.best_value if mode == "max" else value < self.best_value)
         ):
-            best_value = value
-            save_checkpoint(method.generator, out / "best", provenance={
-                "step": step, best_name: value, **method.provenance(), "role": role})
+            self.best_value = value
+            save_checkpoint(self.method.generator, self.out / "best", provenance={
+                "step": step, self.best_name: value, **self.method.provenance(), "role": self.role})
         return {f"eval_{k}": v for k, v in metrics.items()}
 
-    stop_requested = {"flag": False}
-    previous = signal.getsignal(signal.SIGINT)
+    def _record(self, done: int, logs: dict[str, float], selection: dict[str, float], started: float) -> None:
+        """Main rank, after step ``done``: evaluation, the metrics row, sample grids, periodic saves."""
+        tc = self.config.train
+        is_last = done == tc.steps
+        row = {**logs, **selection}
+        if (tc.eval_every and done % tc.eval_every == 0) or is_last:
+            row.update(self.evaluate(done))
+        if (tc.log_every and done % tc.log_every == 0) or is_last or len(row) > len(logs):
+            row["lr"] = next(iter(self.schedulers.values())).get_last_lr()[0] if self.schedulers else 0.0
+            row["time_s"] = time.perf_counter() - started
+            self.metrics_log.write(done, row)
+        if ((tc.sample_every and done % tc.sample_every == 0) or is_last) and self.held_out:
+            write_sample_grid(self.method, self.held_out[0], self.out / "samples" / f"step_{done:06d}.png",
+                              self.rt.device, self.config.eval.num_samples, step=done, metrics=row,
+                              generator_label=self.role, title=f"{self.out.name} ({self.kind})")
+        if tc.save_every and done % tc.save_every == 0 and not is_last:
+            self.save(done)
 
-    def on_sigint(signum, frame):  # first Ctrl-C: finish the step and save; second: abort
-        if stop_requested["flag"]:
-            raise KeyboardInterrupt
-        stop_requested["flag"] = True
-        log.warning("interrupt: finishing step, then saving %s (press Ctrl-C again to abort)", state_path)
+    def _stop_agreed(self) -> bool:
+        """Whether any rank was asked to stop (Ctrl-C), agreed across the process group."""
+        flag = self.stop_requested
+        if self.rt.distributed:
+            t = torch.tensor([float(flag)], device=self.rt.device if self.rt.device.type == "cuda" else "cpu")
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = bool(t.item())
+        return flag
 
-    try:
-        signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread
-        previous = None
-    end = tc.steps if stop_at is None else min(tc.steps, stop_at)
-    bar = Progress(tc.steps, start, desc=out.name, log_every=tc.log_every) if rt.is_main and tc.progress else None
-    step, interrupted, t0 = start, False, time.perf_counter()
-    try:
+    def _loop(self, start: int, end: int, bar: Progress | None) -> tuple[int, bool]:
+        """Steps ``start`` .. ``end``; returns (the step reached, whether a stop was requested)."""
+        started = time.perf_counter()
         for step in range(start, end):
-            logs = method.train_step(stream.batch(step), step)
-            rt.end_step()
-            for s in schedulers.values():
+            logs = self.method.train_step(self.stream.batch(step), step)
+            self.rt.end_step()
+            for s in self.schedulers.values():
                 s.step()
             done = step + 1
-            is_last = done == tc.steps
-            selection = method.after_step(done, held_out)  # every rank: e.g. online-teacher selection
-            if rt.is_main:
-                row = {**logs, **selection}
-                if (tc.eval_every and done % tc.eval_every == 0) or is_last:
-                    row.update(run_eval(done))
-                if (tc.log_every and done % tc.log_every == 0) or is_last or len(row) > len(logs):
-                    row["lr"] = next(iter(schedulers.values())).get_last_lr()[0] if schedulers else 0.0
-                    row["time_s"] = time.perf_counter() - t0
-                    metrics_log.write(done, row)
-                if (tc.sample_every and done % tc.sample_every == 0) or is_last:
-                    if held_out:
-                        write_sample_grid(method, held_out[0], out / "samples" / f"step_{done:06d}.png", rt.device,
-                                          config.eval.num_samples, step=done, metrics=row,
-                                          generator_label=role, title=f"{out.name} ({kind})")
-                if tc.save_every and done % tc.save_every == 0 and not is_last:
-                    save(done)
+            selection = self.method.after_step(done, self.held_out)  # every rank: e.g. online-teacher selection
+            if self.rt.is_main:
+                self._record(done, logs, selection, started)
                 if bar is not None:
                     bar.update(done, logs)
-            flag = stop_requested["flag"]
-            if rt.distributed:
-                t = torch.tensor([float(flag)], device=rt.device if rt.device.type == "cuda" else "cpu")
-                dist.all_reduce(t, op=dist.ReduceOp.MAX)
-                flag = bool(t.item())
-            if flag:
-                interrupted = True
-                step = done
-                break
-        else:
-            step = end
-    finally:
-        if bar is not None:
-            bar.close()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    save(step if interrupted or end < tc.steps else tc.steps)
-    if metrics_log is not None:
-        metrics_log.close()
-    rt.barrier()
-    if interrupted:
-        log.warning("saved a resumable state at step %d in %s; continue with --resume", step, state_path)
-        raise KeyboardInterrupt
-    final = metrics_log.rows[-1] if metrics_log is not None and metrics_log.rows else {}
-    return {"step": step, "metrics": {k: float(v) for k, v in final.items() if v not in ("", None)},
-            "best": best_value, "best_metric": best_name, "out": str(out)}
+            if self._stop_agreed():
+                return done, True
+        return end, False
+
+    # -- the run --------------------------------------------------------------------------------------
+    def _on_sigint(self, signum, frame) -> None:  # first Ctrl-C: finish the step and save; second: abort
+        if self.stop_requested:
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        log.warning("interrupt: finishing step, then saving %s (press Ctrl-C again to abort)", self.state_path)
+
+    def run(self, resume: bool, stop_at: int | None) -> dict[str, Any]:
+        tc, rt = self.config.train, self.rt
+        start = self.restore() if resume else 0
+        if not resume:
+            torch.manual_seed(tc.seed + 1)  # the stream of dropout / noise, identical after a resume
+        self.metrics_log = MetricsLog(self.out / "metrics.csv", resume) if rt.is_main else None
+        if self.metrics_log is not None:
+            self.metrics_log.truncate(start)
+            save_config(self.config, self.out / "config.yaml")
+            log.info("%s", self.method.formula())
+        previous = signal.getsignal(signal.SIGINT)
+        try:
+            signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:  # not the main thread
+            previous = None
+        end = tc.steps if stop_at is None else min(tc.steps, stop_at)
+        bar = Progress(tc.steps, start, desc=self.out.name, log_every=tc.log_every) if rt.is_main and tc.progress else None
+        step, interrupted = start, False
+        try:
+            step, interrupted = self._loop(start, end, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        self.save(step if interrupted or end < tc.steps else tc.steps)
+        if self.metrics_log is not None:
+            self.metrics_log.close()
+        rt.barrier()
+        if interrupted:
+            log.warning("saved a resumable state at step %d in %s; continue with --resume", step, self.state_path)
+            raise KeyboardInterrupt
+        final = self.metrics_log.rows[-1] if self.metrics_log is not None and self.metrics_log.rows else {}
+        return {"step": step, "metrics": {k: float(v) for k, v in final.items() if v not in ("", None)},
+                "best": self.best_value, "best_metric": self.best_name, "out": str(self.out)}

@@ -7,7 +7,8 @@
   teacher and its terms.
 - ``cyclegan``: two generators and two discriminators (Zhu et al. 2017), for teacher training.
 
-The networks are built by :mod:`distill.engine.builders`.
+The networks are built by :mod:`distill.engine.builders`; a recipe's method is looked up and built by
+:mod:`distill.engine.factory`, which also loads the methods that live in their own modules (``stylegan2``).
 """
 
 from __future__ import annotations
@@ -22,48 +23,26 @@ from torch import nn
 
 from distill.engine.builders import adam, build_discriminator, build_generator, checkpoint_arch, latent_size
 from distill.engine.config import CycleConfig, RunConfig
-from distill.engine.context import StepContext
 from distill.engine.cyclegan import CycleGANPair
 from distill.engine.data import Batch
+from distill.engine.device import DeviceContext, set_requires_grad
 from distill.engine.gan import update_discriminator
 from distill.engine.hooks import FeatureTaps
-from distill.engine.runtime import Runtime, set_requires_grad
 from distill.engine.teachers import TeacherSide, build_teacher_side, check_teacher_config, eval_forward
 from distill.errors import ConfigError
-from distill.losses.base import build_loss, format_formula
+from distill.losses import build_loss, format_formula
+from distill.losses.context import StepContext
+from slimgan.registry import Registry
 
-__all__ = ["CycleGANMethod", "GeneratorMethod", "TrainingMethod", "build_method", "check_method", "register_method",
+__all__ = ["METHODS", "CycleGANMethod", "GeneratorMethod", "TrainingMethod", "register_method",
            "build_discriminator", "build_generator", "checkpoint_arch", "latent_size"]
 
-_METHODS: dict[str, type[TrainingMethod]] = {}
+METHODS: Registry[type[TrainingMethod]] = Registry("method")
 
 
 def register_method(name: str) -> Callable[[type[TrainingMethod]], type[TrainingMethod]]:
-    def decorator(cls: type[TrainingMethod]) -> type[TrainingMethod]:
-        _METHODS[name] = cls
-        return cls
-
-    return decorator
-
-
-def _method_class(config: RunConfig) -> type[TrainingMethod]:
-    cls = _METHODS.get(config.method.name)
-    if cls is None:
-        raise ConfigError(f"unknown method {config.method.name!r}; choose one of: {', '.join(sorted(_METHODS))}")
-    return cls
-
-
-def check_method(config: RunConfig) -> None:
-    """Refuse a recipe its method cannot run, before data is made or teachers are trained."""
-    _method_class(config).check(config)
-
-
-def build_method(config: RunConfig, rt: Runtime, paths: dict[str, Path]) -> TrainingMethod:
-    cls = _method_class(config)
-    try:
-        return cls(config, rt, paths, **config.method.kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"method {config.method.name!r}: {exc}") from exc
+    """Class decorator: make ``name`` a recipe's ``method.name``. A name registered twice is an error."""
+    return METHODS.register(name)
 
 
 class TrainingMethod:
@@ -76,7 +55,7 @@ class TrainingMethod:
 
     generator: nn.Module
 
-    def __init__(self, config: RunConfig, rt: Runtime, paths: dict[str, Path]):
+    def __init__(self, config: RunConfig, rt: DeviceContext, paths: dict[str, Path]):
         self.config, self.rt, self.paths = config, rt, paths
 
     @classmethod
@@ -129,7 +108,7 @@ class GeneratorMethod(TrainingMethod):
     chosen once from ``teacher.mode``: none, offline (frozen G_t / D̄) or online (a list of teachers).
     """
 
-    def __init__(self, config: RunConfig, rt: Runtime, paths: dict[str, Path]):
+    def __init__(self, config: RunConfig, rt: DeviceContext, paths: dict[str, Path]):
         super().__init__(config, rt, paths)
         dev = rt.device
         self.student = build_generator(config.student, paths.get("student_init")).to(dev).train()
@@ -275,7 +254,7 @@ class CycleGANMethod(TrainingMethod):
     ``lambda_identity``, ``pool_size`` under ``method``); LSGAN unless the discriminator says otherwise.
     """
 
-    def __init__(self, config: RunConfig, rt: Runtime, paths: dict[str, Path],
+    def __init__(self, config: RunConfig, rt: DeviceContext, paths: dict[str, Path],
                  lambda_cycle: float = 10.0, lambda_identity: float = 0.5, pool_size: int = 50):
         super().__init__(config, rt, paths)
         self.check(config)
@@ -328,5 +307,3 @@ class CycleGANMethod(TrainingMethod):
     def provenance(self) -> dict[str, Any]:
         return {"method": "cyclegan", "loss": self.formula()}
 
-
-from distill.engine import stylegan2_method  # noqa: E402,F401  (registers method "stylegan2")

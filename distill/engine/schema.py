@@ -232,7 +232,7 @@ def _first_paragraph(obj: Any) -> str:
 
 
 def loss_table() -> list[str]:
-    from distill.losses.base import _LOSSES, list_losses
+    from distill.losses import LOSSES, list_losses
 
     lines = ["## Loss terms (`loss:` and `teacher.loss:` entries)", "",
              "Every entry takes `name` (below), `weight` (default 1), `start` (a step, or a fraction of "
@@ -240,7 +240,7 @@ def loss_table() -> list[str]:
              "are the term's own arguments.", "",
              "| name | arguments (default) | what it is |", "|---|---|---|"]
     for name in list_losses():
-        cls = _LOSSES[name]
+        cls = LOSSES.get(name)
         params = [p for p in inspect.signature(cls.__init__).parameters.values()
                   if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
         args = ", ".join(f"`{p.name}`" + ("" if p.default is p.empty else f" ({p.default!r})") for p in params) or "—"
@@ -248,16 +248,23 @@ def loss_table() -> list[str]:
     return lines + [""]
 
 
-def method_table() -> list[str]:
-    from distill.engine import methods
+def method_arguments(cls: type) -> list[tuple[str, Any]]:
+    """(name, default) of a method's own arguments: its ``options`` dataclass's fields, or the keyword
+    arguments its constructor takes after (config, rt, paths)."""
+    options = getattr(cls, "options", None)
+    if options is not None and dataclasses.is_dataclass(options):
+        return [(f.name, f.default) for f in dataclasses.fields(options)]
+    params = list(inspect.signature(cls.__init__).parameters.values())[4:]
+    return [(p.name, p.default) for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
 
-    registry = getattr(methods, "_METHODS", {})
+
+def method_table() -> list[str]:
+    from distill.engine.factory import METHODS
+
     lines = ["## Training methods (`method.name`)", "", "| name | arguments (default) | what it is |", "|---|---|---|"]
-    for name in sorted(registry):
-        cls = registry[name]
-        params = [p for p in list(inspect.signature(cls.__init__).parameters.values())[4:]
-                  if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-        args = ", ".join(f"`{p.name}`" + ("" if p.default is p.empty else f" ({p.default!r})") for p in params) or "—"
+    for name, cls in METHODS.items():
+        args = ", ".join(f"`{n}`" + ("" if d is inspect.Parameter.empty else f" ({d!r})")
+                         for n, d in method_arguments(cls)) or "—"
         lines.append(f"| `{name}` | {_md(args)} | {_md(_first_paragraph(cls))} |")
     return lines + [""]
 

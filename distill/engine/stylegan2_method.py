@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,12 @@ import torch
 from torch import nn
 
 from distill.engine.config import RunConfig
-from distill.engine.context import StepContext
 from distill.engine.data import Batch
+from distill.engine.device import DeviceContext, set_requires_grad
 from distill.engine.methods import GeneratorMethod, register_method
-from distill.engine.runtime import Runtime, set_requires_grad
 from distill.engine.teachers import eval_forward
 from distill.errors import ConfigError
+from distill.losses.context import StepContext
 
 
 def r1_penalty(discriminator: nn.Module, real: torch.Tensor) -> torch.Tensor:
@@ -65,29 +66,45 @@ class _PathLengthMean(nn.Module):
         self.register_buffer("value", torch.zeros(()))
 
 
+@dataclass(frozen=True)
+class StyleGAN2Options:
+    """The ``method.kwargs`` of ``stylegan2`` (see the module docstring for each)."""
+
+    r1: float = 10.0
+    d_reg_every: int = 16
+    pl_weight: float = 2.0
+    g_reg_every: int = 4
+    pl_batch_shrink: int = 2
+    pl_decay: float = 0.01
+    mixing: float = 0.9
+    ema: bool = True
+    ema_kimg: float = 10.0
+    ema_rampup: float | None = 0.05
+
+
 @register_method("stylegan2")
 class StyleGAN2Method(GeneratorMethod):
     """StyleGAN2's step around the generator method's; see the module docstring for each option."""
 
-    def __init__(self, config: RunConfig, rt: Runtime, paths: dict[str, Path], *, r1: float = 10.0,
-                 d_reg_every: int = 16, pl_weight: float = 2.0, g_reg_every: int = 4, pl_batch_shrink: int = 2,
-                 pl_decay: float = 0.01, mixing: float = 0.9, ema: bool = True, ema_kimg: float = 10.0,
-                 ema_rampup: float | None = 0.05):
+    options = StyleGAN2Options
+
+    def __init__(self, config: RunConfig, rt: DeviceContext, paths: dict[str, Path], **kwargs: Any):
+        opts = StyleGAN2Options(**kwargs)  # an unknown option is a TypeError, reported as the method's
         super().__init__(config, rt, paths)
         for name in ("mapping", "synthesis", "make_noise", "n_latent"):
             if not hasattr(self.student, name):
                 raise ConfigError(f"method stylegan2 needs a StyleGAN2 student (arch stylegan2), got {config.student.arch!r}")
         if self.discriminator is None:
             raise ConfigError("method stylegan2 needs a discriminator section (e.g. arch: stylegan2_discriminator)")
-        if d_reg_every < 1 or g_reg_every < 1 or pl_batch_shrink < 1:
+        if opts.d_reg_every < 1 or opts.g_reg_every < 1 or opts.pl_batch_shrink < 1:
             raise ConfigError("method stylegan2: d_reg_every, g_reg_every and pl_batch_shrink must be >= 1")
-        self.r1, self.d_reg_every = float(r1), int(d_reg_every)
-        self.pl_weight, self.g_reg_every = float(pl_weight), int(g_reg_every)
-        self.pl_batch_shrink, self.pl_decay, self.mixing = int(pl_batch_shrink), float(pl_decay), float(mixing)
-        self.ema_kimg, self.ema_rampup = float(ema_kimg), ema_rampup
+        self.r1, self.d_reg_every = float(opts.r1), int(opts.d_reg_every)
+        self.pl_weight, self.g_reg_every = float(opts.pl_weight), int(opts.g_reg_every)
+        self.pl_batch_shrink, self.pl_decay, self.mixing = int(opts.pl_batch_shrink), float(opts.pl_decay), float(opts.mixing)
+        self.ema_kimg, self.ema_rampup = float(opts.ema_kimg), opts.ema_rampup
         self.pl_mean = _PathLengthMean().to(rt.device)
         self.g_ema: nn.Module | None = None
-        if ema:
+        if opts.ema:
             self.g_ema = copy.deepcopy(self.student).eval()
             set_requires_grad([self.g_ema], False)
             self.generator = self.g_ema  # what best/ and the sample grids show

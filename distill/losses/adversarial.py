@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.engine.context import StepContext
 from distill.errors import ConfigError
 from distill.losses.base import LossTerm, register_loss
+from distill.losses.context import StepContext
 
 GAN_MODES = ("lsgan", "vanilla", "hinge", "wgangp")
 

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from distill.errors import ConfigError
+from slimgan.registry import Registry
 
 if TYPE_CHECKING:
-    from distill.engine.context import StepContext
+    from distill.losses.context import StepContext
 
 
 class LossTerm(nn.Module):
@@ -122,72 +122,21 @@ class LossTerm(nn.Module):
         return f"name={self.name!r}, weight={self.weight}"
 
 
-_LOSSES: dict[str, type[LossTerm]] = {}
+LOSSES: Registry[type[LossTerm]] = Registry("loss term")
 
 
 def register_loss(name: str) -> Callable[[type[LossTerm]], type[LossTerm]]:
     """Class decorator: make ``name`` usable in a recipe's ``loss:`` list."""
 
     def decorator(cls: type[LossTerm]) -> type[LossTerm]:
-        if name in _LOSSES and _LOSSES[name] is not cls:
-            raise ValueError(f"loss term {name!r} is registered twice")
         if not (isinstance(cls, type) and issubclass(cls, LossTerm)):
             raise TypeError(f"@register_loss({name!r}) needs a LossTerm subclass, got {cls!r}")
         cls.registry_name = name
-        _LOSSES[name] = cls
+        # Re-running the same class definition (a module imported twice) is no duplicate.
+        LOSSES.register(name, cls, replace=name in LOSSES and LOSSES.get(name) is cls)
         return cls
 
     return decorator
-
-
-def _ensure_loaded() -> None:
-    import distill.losses  # noqa: F401  (imports every module in distill/losses/)
-
-
-def list_losses() -> list[str]:
-    _ensure_loaded()
-    return sorted(_LOSSES)
-
-
-def loss_class(name: Any) -> type[LossTerm]:
-    """The registered class of term ``name``; an unknown name is an error listing the choices."""
-    _ensure_loaded()
-    if name not in _LOSSES:
-        raise ConfigError(f"unknown loss term {name!r}; choose one of: {', '.join(sorted(_LOSSES))}")
-    return _LOSSES[name]
-
-
-def teacher_needed(spec: Mapping[str, Any], paired: bool) -> bool:
-    """Whether the term ``spec`` (a recipe's loss entry) reads G_t(x) on this data; checked before building."""
-    return loss_class(spec.get("name")).teacher_needed(spec, paired)
-
-
-def build_loss(spec: Mapping[str, Any]) -> LossTerm:
-    """Build one term from ``{name, weight, start?, stop?, **kwargs}``; errors name the bad key."""
-    spec = dict(spec)
-    name = spec.pop("name", None)
-    cls = loss_class(name)
-    weight = float(spec.pop("weight", 1.0))
-    start = spec.pop("start", 0) or 0
-    if not isinstance(start, int | float) or start < 0:
-        raise ConfigError(f"loss term {name!r}: start must be a step (int) or a fraction of train.steps, got {start!r}")
-    stop = spec.pop("stop", None)
-    params = inspect.signature(cls.__init__).parameters
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    allowed = [k for k in params if k != "self" and params[k].kind is not inspect.Parameter.VAR_KEYWORD]
-    unknown = sorted(set(spec) - set(allowed))
-    if unknown and not accepts_any:
-        raise ConfigError(
-            f"loss term {name!r} does not take {', '.join(map(repr, unknown))}; it takes: "
-            f"name, weight, start, stop{''.join(', ' + a for a in allowed)}"
-        )
-    try:
-        term = cls(**spec)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"loss term {name!r}: {exc}") from exc
-    term.name, term.weight, term.start = name, weight, start
-    term.stop = None if stop is None else int(stop)
-    return term
 
 
 def format_formula(terms: Sequence[LossTerm], lhs: str = "L_G") -> str:

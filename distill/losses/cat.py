@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import torch
 
-from distill.engine.context import StepContext
 from distill.losses.base import LossTerm, register_loss
+from distill.losses.context import StepContext
 
 
 def kernel_alignment(student: torch.Tensor, teacher: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import torch
 
-from distill.engine.context import StepContext
 from distill.errors import ConfigError
 from distill.losses.adversarial import check_gan_mode, generator_loss
 from distill.losses.base import LossTerm, register_loss
+from distill.losses.context import StepContext
 from distill.losses.crd import frozen
 
 

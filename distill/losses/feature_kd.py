@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.engine.context import StepContext
 from distill.losses.base import LossTerm, register_loss
+from distill.losses.context import StepContext
 
 
 def _pairs(layers: Sequence) -> list[tuple[str, str]]:

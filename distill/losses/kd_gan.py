@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import torch
 
-from distill.engine.context import StepContext
 from distill.errors import ConfigError
 from distill.losses.adversarial import generator_loss
 from distill.losses.base import LossTerm, register_loss
+from distill.losses.context import StepContext
 
 SCHEMES = ("mse", "joint")
 REDUCTIONS = ("sum", "mean")

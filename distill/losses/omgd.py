@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.engine.context import StepContext
 from distill.errors import ConfigError
 from distill.losses.base import LossTerm, register_loss
+from distill.losses.context import StepContext
 from distill.losses.feature_kd import AdaptedFeatureTerm
 from distill.metrics import ssim_map
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from distill.engine.context import StepContext
 from distill.losses.base import LossTerm, register_loss
+from distill.losses.context import StepContext
 
 
 def _distance(a: torch.Tensor, b: torch.Tensor, p: int) -> torch.Tensor:

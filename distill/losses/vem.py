@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from distill.engine.context import StepContext
 from distill.losses.base import LossTerm, register_loss
+from distill.losses.context import StepContext
 
 
 def _sn_conv(cin: int, cout: int, k: int = 3) -> nn.Module:

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.engine.context import StepContext
 from distill.losses.base import LossTerm, register_loss
+from distill.losses.context import StepContext
 
 
 class VIDLoss(nn.Module):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -160,6 +161,26 @@ class InceptionGenerator(nn.Module):
         return self.up_sampling(self.features(self.down_sampling(x)))
 
 
+@dataclass(frozen=True)
+class InceptionOptions:
+    """The arguments of ``inception_9blocks``: CAT's InceptionGenerator options. ``config`` (a layout from a
+    pruned checkpoint) overrides ``ngf`` / ``channels`` / ``channels_reduction_factor`` / ``kernel_sizes``."""
+
+    input_nc: int = 3
+    output_nc: int = 3
+    ngf: int = 64
+    channels: int | list[int] | None = None
+    channels_reduction_factor: int = 1
+    kernel_sizes: tuple[int, ...] | list[int] = (3, 5, 7)
+    norm: str = "instance"
+    norm_affine: bool = False
+    norm_track_running_stats: bool = False
+    norm_epsilon: float = 1e-5
+    dropout_rate: float = 0.0
+    active_fn: str = "nn.ReLU"
+    config: dict[str, Any] | None = None
+
+
 @register_model(
     "inception_9blocks",
     family="inception",
@@ -168,24 +189,13 @@ class InceptionGenerator(nn.Module):
     input_kind="image",
     size_multiple=4,
     reference=REFERENCE,
+    options=InceptionOptions,
 )
-def inception_9blocks(
-    input_nc: int = 3,
-    output_nc: int = 3,
-    ngf: int = 64,
-    channels: int | list[int] | None = None,
-    channels_reduction_factor: int = 1,
-    kernel_sizes: tuple[int, ...] | list[int] = (3, 5, 7),
-    norm: str = "instance",
-    norm_affine: bool = False,
-    norm_track_running_stats: bool = False,
-    norm_epsilon: float = 1e-5,
-    dropout_rate: float = 0.0,
-    active_fn: str = "nn.ReLU",
-    config: dict[str, Any] | None = None,
-) -> InceptionGenerator:
-    if len(set(kernel_sizes)) != len(kernel_sizes):
-        raise ConfigError(f"kernel_sizes {list(kernel_sizes)} has duplicates (CAT does not allow them)")
-    layout = check_layout(config) if config is not None else default_layout(ngf, channels, channels_reduction_factor, kernel_sizes)
-    return InceptionGenerator(input_nc, output_nc, layout, norm, norm_affine, norm_track_running_stats, norm_epsilon,
-                              dropout_rate, active_fn)
+def inception_9blocks(**kwargs: Any) -> InceptionGenerator:
+    o = InceptionOptions(**kwargs)
+    if len(set(o.kernel_sizes)) != len(o.kernel_sizes):
+        raise ConfigError(f"kernel_sizes {list(o.kernel_sizes)} has duplicates (CAT does not allow them)")
+    layout = (check_layout(o.config) if o.config is not None
+              else default_layout(o.ngf, o.channels, o.channels_reduction_factor, o.kernel_sizes))
+    return InceptionGenerator(o.input_nc, o.output_nc, layout, o.norm, o.norm_affine, o.norm_track_running_stats,
+                              o.norm_epsilon, o.dropout_rate, o.active_fn)

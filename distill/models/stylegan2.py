@@ -29,7 +29,7 @@ buffers in eval mode, so evaluation, export and serving are deterministic.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -393,9 +393,45 @@ class StyleGAN2Discriminator(nn.Module):
         return self.final_linear(out.flatten(1)).flatten()
 
 
+def pruning_rules() -> dict[type, Callable]:
+    """How ``slimgan prune`` follows channels through StyleGAN2's own layers: the tracer cannot see inside
+    the modulated convolution (it builds per-sample weights), the equalised-LR layers or the fused bias-act."""
+    from distill.prune import ChannelTracer, linear_like  # only needed when pruning
+
+    def _equal(tr: ChannelTracer, p: str, m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+        linear_like(tr, p, m, inputs[0], out)
+
+    def _modconv(tr: ChannelTracer, p: str, m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+        x_labels, w_labels = tr.labels(inputs[0]), tr.labels(inputs[1])
+        tr.couple(p + "weight", 2, x_labels)  # (1, out, in, k, k)
+        tr.couple(p + "modulation.weight", 0, x_labels)  # the style scales each input channel
+        tr.couple(p + "modulation.bias", 0, x_labels)
+        tr.couple(p + "modulation.weight", 1, w_labels)
+        tr.track(out, tr.member(p + "weight", 1, out=True), 1)
+
+    def _bias_act(tr: ChannelTracer, p: str, m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+        labels = tr.labels(inputs[0])
+        tr.couple(p + "bias", 0, labels, out=True)
+        if labels is not None:
+            tr.track(out, labels, 1)
+
+    def _passthrough(tr: ChannelTracer, p: str, m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+        labels = tr.labels(inputs[0])
+        if labels is not None:
+            tr.track(out, labels, 1)
+
+    def _constant(tr: ChannelTracer, p: str, m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+        tr.track(out, tr.member(p + "input", 1, out=True), 1)
+
+    return {EqualLinear: _equal, EqualConv2d: _equal, ModulatedConv2d: _modconv, FusedLeakyReLU: _bias_act,
+            NoiseInjection: _passthrough, Blur: _passthrough, Upsample: _passthrough, ConstantInput: _constant}
+
+
 @register_model(
     "stylegan2", family="stylegan2", role="generator", task="generate", input_kind="latent",
     width_arg="channels", reference=REFERENCE,
+    # traced through the truncation trick too, so its tracked mean w is pruned with the mapping output
+    pruning={"rules": pruning_rules, "forward_kwargs": {"truncation": 0.5}},
 )
 def stylegan2(image_size: int = 256, channels: int = 512, nz: int = 512, w_dim: int | None = None, n_mlp: int = 8,
               channel_multiplier: int = 2, nc: int = 3) -> StyleGAN2Generator:
@@ -404,7 +440,7 @@ def stylegan2(image_size: int = 256, channels: int = 512, nz: int = 512, w_dim: 
 
 @register_model(
     "stylegan2_discriminator", family="stylegan2", role="discriminator", task="discriminate", input_kind="image",
-    width_arg="channels", reference=REFERENCE,
+    width_arg="channels", reference=REFERENCE, pruning={"rules": pruning_rules},
 )
 def stylegan2_discriminator(image_size: int = 256, channels: int = 512, channel_multiplier: int = 2,
                             nc: int = 3) -> StyleGAN2Discriminator:

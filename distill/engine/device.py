@@ -1,4 +1,4 @@
-"""Device, AMP and distributed plumbing shared by the loop and the methods."""
+"""Where a training step runs: device, AMP and distributed plumbing shared by the loop and the methods."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def set_requires_grad(modules: Iterable[nn.Module | None], flag: bool) -> None:
                 p.requires_grad_(flag)
 
 
-class Runtime:
+class DeviceContext:
     """Where and how a step runs: device, AMP (CUDA only), the distributed group.
 
     ``optimize(loss, optimizer)`` is the one place a backward/step happens: zero_grad, (scaled)
