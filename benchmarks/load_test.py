@@ -160,9 +160,8 @@ class RawOrt:
 
         self.sessions = {}
         for label, spinning in (("spinning", True), ("no_spinning", False)):
-            options = session_options(threads)
-            if not spinning:  # the server's setting: idle intra-op threads sleep instead of spinning
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            # spinning=False is the server's setting: idle intra-op threads sleep instead of spinning
+            options = session_options(threads, spinning=spinning)
             self.sessions[label] = ort.InferenceSession(
                 str(manifest.model_path(bundle, "fp32")),
                 sess_options=options,

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from export.manifest import file_sha256  # the one algorithm serve verifies with (folders included)
 from export.parity import failed_rows
 
 PARITY_NAME = "parity.json"
@@ -85,30 +86,17 @@ class ExportState:
         return {"precision": "fp32", "files": [FILES["fp32"]] + [self.files[r] for r in ("fp16", "int8") if r in self.files]}
 
 
-def sha256_of(path: Path) -> str:
-    """sha256 hex of a file; of a folder (a Core ML package), of its files' relative paths and contents in order."""
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for item in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(item.relative_to(path).as_posix().encode() + b"\0" + bytes.fromhex(sha256_of(item)))
-        return digest.hexdigest()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def checksums(out: Path, names: list[str]) -> dict[str, str]:
     """{file name: sha256} for ``names`` (in ``out``), each once."""
-    return {name: sha256_of(out / name) for name in dict.fromkeys(names)}
+    return {name: file_sha256(out / name) for name in dict.fromkeys(names)}
 
 
 def write_json(path: Path, doc: Any) -> None:
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
-def write_reports(state: ExportState, manifest: Any, check: bool) -> dict[str, Any]:
-    """``parity.json``, ``speed.json``, then ``manifest.json`` with ``checksums``; returns the manifest document."""
+def write_reports(state: ExportState, manifest: Any, check: bool) -> Any:
+    """``parity.json``, ``speed.json``, then ``manifest.json`` with ``checksums``; returns that manifest."""
     write_json(state.out / PARITY_NAME, {
         "rows": state.rows,
         "passed": not failed_rows(state.rows),
@@ -117,7 +105,7 @@ def write_reports(state: ExportState, manifest: Any, check: bool) -> dict[str, A
         "notes": state.notes,
     })
     write_json(state.out / SPEED_NAME, state.speed)
-    doc = manifest.to_dict()
-    doc["checksums"] = checksums(state.out, [*manifest.files.values(), PARITY_NAME, SPEED_NAME])
-    write_json(state.out / MANIFEST_NAME, doc)
-    return doc
+    sums = checksums(state.out, [*manifest.files.values(), PARITY_NAME, SPEED_NAME])
+    manifest = dataclasses.replace(manifest, checksums=sums)
+    write_json(state.out / MANIFEST_NAME, manifest.to_dict())
+    return manifest

@@ -245,7 +245,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path, config: ExportConfig 
         for step in STEPS:
             step(state, cfg)
         manifest = build_manifest(state, cfg.opset, cfg.batch[2])
-        write_reports(state, manifest, cfg.check)
+        manifest = write_reports(state, manifest, cfg.check)
     state.out = out
     if cfg.triton is not None:
         from export.triton import write_triton_repository

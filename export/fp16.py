@@ -142,19 +142,7 @@ def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = KEEP_FP32
                 dtype[out] = want if node.op_type != "Cast" else TensorProto.FLOAT
         new_nodes.append(node)
 
-    # Graph outputs: cast back to float32 under the original name.
-    for out in g.output:
-        if dtype.get(out.name) == TensorProto.FLOAT16:
-            internal = f"{out.name}__fp16"
-            for node in new_nodes:
-                for i, name in enumerate(node.output):
-                    if name == out.name:
-                        node.output[i] = internal
-                for i, name in enumerate(node.input):
-                    if name == out.name:
-                        node.input[i] = internal
-            new_nodes.append(helper.make_node("Cast", [internal], [out.name], to=TensorProto.FLOAT, name=f"{out.name}_to_fp32"))
-
+    _cast_outputs_to_fp32(g, dtype, new_nodes)
     used = {name for node in new_nodes for name in node.input}
     kept_inits = [i for i in g.initializer if i.name in used] + [i for n, i in new_inits.items() if n in used]
     del g.node[:]
@@ -165,6 +153,21 @@ def convert_to_fp16(model: onnx.ModelProto, keep_fp32: Iterable[str] = KEEP_FP32
     out_model = onnx.shape_inference.infer_shapes(src)
     out_model.producer_name = "slimgan-fp16"
     return out_model
+
+
+def _cast_outputs_to_fp32(g: onnx.GraphProto, dtype: dict[str, int], nodes: list[onnx.NodeProto]) -> None:
+    """Graph outputs computed in float16: renamed inside, cast back to float32 under the original name."""
+    for out in g.output:
+        if dtype.get(out.name) == TensorProto.FLOAT16:
+            internal = f"{out.name}__fp16"
+            for node in nodes:
+                for i, name in enumerate(node.output):
+                    if name == out.name:
+                        node.output[i] = internal
+                for i, name in enumerate(node.input):
+                    if name == out.name:
+                        node.input[i] = internal
+            nodes.append(helper.make_node("Cast", [internal], [out.name], to=TensorProto.FLOAT, name=f"{out.name}_to_fp32"))
 
 
 def fp16_node_precisions(model: onnx.ModelProto) -> dict[str, dict[str, int]]:

@@ -173,6 +173,14 @@ class OpenVINORuntime(Runtime):
             return rows, "f32", notes
         return rows, native, notes
 
+    def parity_rows(self, bundle_dir: Path, result: ConvertResult, reference: Any, inputs: np.ndarray, *,
+                    label: str = "student", threads: int = 1, data_range: float = 2.0) -> list[dict[str, Any]]:
+        """The rows of an IR at the precision ``result`` ships (an INT8 IR under the int8 gate)."""
+        xml = Path(bundle_dir) / result.files[0]
+        ctx = ConvertContext(Path(bundle_dir), xml, reference=reference, inputs=inputs, threads=threads, label=label, data_range=data_range)
+        gate = "int8" if xml.name == IR_FILES["openvino-int8"] else "fp32"
+        return self._precision_rows(xml, ctx, result.precision, gate)[0]
+
     def _run(self, xml: Path, ctx: ConvertContext, precision: str) -> np.ndarray:
         session = self.load(xml, threads=ctx.threads, precision=precision)
         try:
