@@ -217,3 +217,23 @@ def test_search_bad_photos_folder_is_one_line(tmp_path):
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.strip().splitlines() if "Warning" not in ln and not ln.startswith(" ")]
     assert lines[-1].startswith("slimgan search: error:") and "nope" in lines[-1]
+
+
+def test_photo_pairs_split_subset_and_recalibration(tmp_path):
+    from distill.search.data import PhotoPairs
+    from distill.search.train import psnr_teacher, recalibrate
+
+    teacher_dir, _ = _tiny_setup(tmp_path)
+    teacher = load_checkpoint(teacher_dir)
+    pairs = PhotoPairs.build(teacher, tmp_path / "photos", res=32, holdout_every=4, max_photos=6)
+    assert len(pairs.train_x) + len(pairs.val_x) == 6 and len(pairs.val_x) == 1
+    assert {Path(f).parent.name for f in pairs.train_files} == {"a", "b"}  # the subset spans both folders
+    assert pairs.val_x.shape[-2:] == (32, 32) and pairs.val_y.shape == pairs.val_x.shape
+    x, y = pairs.batch(random.Random(0), 3, 16)
+    assert x.shape == y.shape == (3, 3, 16, 16)
+    assert psnr_teacher(teacher, pairs) == 100.0  # the teacher against itself: capped, not inf
+    model = create_model("searchable_resnet", stem=4, down=8, trunk=8, blocks=[8], up=[8, 4], norm="batch")
+    recalibrate(model, pairs, batches=2, batch=2, crop=16)
+    bn = model.stem.norm
+    assert not model.training and int(bn.num_batches_tracked) == 2
+    assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
