@@ -179,8 +179,8 @@ def plain_side_by_side(runtime_name: str, threads: int, res: int, models: dict[s
     workdir.mkdir(parents=True, exist_ok=True)
     x = torch.rand(1, 3, res, res, generator=torch.Generator().manual_seed(0)) * 2 - 1
     sessions = {}
-    for name, model in models.items():
-        path = workdir / f"{name}.plain.onnx"
+    for i, (name, model) in enumerate(models.items()):
+        path = workdir / f"model{i}.plain.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(model.eval(), x, str(path), input_names=["input"], output_names=["output"],
