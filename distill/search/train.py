@@ -27,8 +27,9 @@ from distill.search.supernet import Supernet
 
 @dataclass
 class TrainSettings:
-    """``steps`` optimiser steps of ``batch`` random ``crop`` x ``crop`` crops, Adam at ``lr`` with a
-    cosine decay; ``time_limit_s`` stops early (the steps done are reported)."""
+    """``steps`` optimiser steps of ``batch`` random ``crop`` x ``crop`` crops, Adam at ``lr`` with warm-up
+    and cosine decay; ``time_limit_s`` stops early (the steps done are reported), and the schedule then
+    follows the clock so that the rate has decayed when the limit is reached."""
 
     steps: int = 1000
     batch: int = 4
@@ -41,9 +42,13 @@ class TrainSettings:
         return asdict(self)
 
 
-def _cosine(opt: torch.optim.Optimizer, base: float, step: int, steps: int) -> None:
+def _schedule(opt: torch.optim.Optimizer, base: float, progress: float) -> None:
+    """Linear warm-up over the first 5 % (fresh Adam steps are full-size, which would jolt weights the
+    supernet already trained), then a cosine decay to zero at ``progress`` = 1."""
+    progress = min(max(progress, 0.0), 1.0)
+    factor = min(0.1 + 0.9 * progress / 0.05, 0.5 * (1 + math.cos(math.pi * progress)))
     for group in opt.param_groups:
-        group["lr"] = base * 0.5 * (1 + math.cos(math.pi * min(step, steps) / max(steps, 1)))
+        group["lr"] = base * factor
 
 
 def _loop(params, step_fn: Callable[[random.Random], float], settings: TrainSettings,
@@ -53,9 +58,11 @@ def _loop(params, step_fn: Callable[[random.Random], float], settings: TrainSett
     torch.manual_seed(settings.seed)
     start, done, losses = time.perf_counter(), 0, []
     for step in range(settings.steps):
-        if settings.time_limit_s is not None and time.perf_counter() - start > settings.time_limit_s:
+        elapsed = time.perf_counter() - start
+        if settings.time_limit_s is not None and elapsed > settings.time_limit_s:
             break
-        _cosine(opt, settings.lr, step, settings.steps)
+        # progress by steps or by the wall-clock limit, whichever is further: the decay ends either way
+        _schedule(opt, settings.lr, max(step / settings.steps, elapsed / (settings.time_limit_s or math.inf)))
         opt.zero_grad(set_to_none=True)
         losses.append(step_fn(rng))
         opt.step()
