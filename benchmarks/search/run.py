@@ -114,11 +114,11 @@ def run_search(args: Any) -> dict[str, Any]:
     torch.manual_seed(recipe.supernet.seed)
     teacher, tconfig = load_teacher(args.teacher)
     input_nc, output_nc = _channels(teacher, tconfig)
+    meter = _meter(args, recipe, out, input_nc)  # first: a missing runtime fails before any training
     t = time.perf_counter()
     pairs = PhotoPairs.build(teacher, args.photos, args.res, recipe.data.holdout_every, recipe.data.max_photos)
     times["teacher_outputs_s"] = round(time.perf_counter() - t, 1)
     log(f"{len(pairs.train_x)} training photos, {len(pairs.val_x)} held out; teacher outputs in {times['teacher_outputs_s']} s")
-    meter = _meter(args, recipe, out, input_nc)
     supernet = Supernet(recipe.space, input_nc, output_nc)
     t = time.perf_counter()
     sn_report = train_supernet(supernet, pairs, recipe.supernet, log.every("supernet", 50))
