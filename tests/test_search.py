@@ -207,6 +207,21 @@ def test_latency_meter_caches_by_architecture(tmp_path):
     second = again.measure(cand, "k1")
     assert second["latency_source"] == "cache" and second["latency_ms"] == first["latency_ms"]
     assert again.measured == 0
+    # a device's table stands in for the host where it has the architecture
+    from benchmarks.search.latency import load_table
+
+    config = {"stem": 4, "down": 8, "trunk": 16, "blocks": [8, 8], "up": [8, 4], "block": "separable",
+              "upsample": "deconv", "norm": "batch"}
+    table_file = tmp_path / "device.json"
+    table_file.write_text(json.dumps({"reference_ms": 40.0, "entries": [{"config": config, "latency_ms": 10.0}]}))
+    table = load_table(table_file)
+    key = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    device = LatencyMeter("openvino", 1, 32, ref, tmp_path / "g", tmp_path / "c2.json", table=table)
+    row = device.measure(cand, key)
+    assert row["latency_source"] == "table" and row["relative_latency"] == 0.25 and device.measured == 0
+    table_file.write_text("{}")
+    with pytest.raises(ConfigError, match="latency table"):
+        load_table(table_file)
 
 
 @pytest.mark.slow
@@ -237,3 +252,19 @@ def test_photo_pairs_split_subset_and_recalibration(tmp_path):
     bn = model.stem.norm
     assert not model.training and int(bn.num_batches_tracked) == 2
     assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
+
+
+@pytest.mark.slow
+def test_search_missing_runtime_fails_before_training(tmp_path):
+    from export.runtimes import get_runtime
+
+    ok, _ = get_runtime("tflite").available()
+    if ok:
+        pytest.skip("LiteRT is installed here; this checks the message when it is not")
+    teacher, _ = _tiny_setup(tmp_path)
+    proc = run_cli("search", "--teacher", str(teacher), "--photos", str(tmp_path / "photos"), "--runtime", "tflite",
+                   "--quick", "--res", "64", "--out", str(tmp_path / "S"))
+    assert proc.returncode == 2
+    last = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("slimgan search")][-1]
+    assert "tflite" in last and "pip install" in last
+    assert not (tmp_path / "S" / "pareto.json").exists()
