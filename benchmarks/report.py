@@ -48,7 +48,10 @@ def aggregate(per_seed: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> di
     """Mean over seeds of every numeric metric, its ``_std`` (ddof 1; 0 for one seed), ``seeds`` and
     ``per_seed`` (``[{seed, metric: value, ...}]``). A NaN or missing value makes that mean null."""
     row: dict[str, Any] = {}
-    keys = [k for k in per_seed[0] if _finite(per_seed[0][k]) and k != "seed"]
+    # A metric that is NaN or None for the first seed (FID without Inception weights) still gets its
+    # key, as null: a report whose columns come and go with the data is harder to read than a null.
+    keys = [k for k, v in per_seed[0].items()
+            if k != "seed" and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))]
     for k in keys:
         values = [m.get(k) for m in per_seed]
         if all(_finite(v) for v in values):
