@@ -67,6 +67,7 @@ class VGG16Features(nn.Module):
         self.features = nn.Sequential(*list(self.features.children())[: last + 1])
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.imagenet_norm = True
         self.requires_grad_(False)
         self.eval()
 
@@ -74,7 +75,9 @@ class VGG16Features(nn.Module):
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # (B, 3, H, W) in [-1, 1]
-        h = ((x + 1) / 2 - self.mean) / self.std
+        h = (x + 1) / 2
+        if self.imagenet_norm:  # False: (x+1)/2 as OMGD / CRD feed their VGG
+            h = (h - self.mean) / self.std
         wanted = {VGG16_LAYERS[n]: i for i, n in enumerate(self.layers)}
         out: list[torch.Tensor | None] = [None] * len(self.layers)
         for idx, module in enumerate(self.features):

@@ -130,6 +130,19 @@ class StyleGAN2Method(GeneratorMethod):
         ctx.student_out = student(z, **kwargs)
         ctx.student_feats = self.student_taps.take()
 
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Lazy regularisation's Adam adjustment (StyleGAN2 appendix B, the official code): a network
+        regularised every k steps gets lr·k/(k+1) and β^(k/(k+1)), so its effective step size stays that
+        of regularising every step."""
+        opts = super().build_optimizers()
+        for name, every, on in (("G", self.g_reg_every, self.pl_weight > 0), ("D", self.d_reg_every, self.r1 > 0)):
+            if on and name in opts:
+                ratio = every / (every + 1)
+                for group in opts[name].param_groups:
+                    group["lr"] *= ratio
+                    group["betas"] = tuple(b ** ratio for b in group["betas"])
+        return opts
+
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
         logs = super().train_step(batch, step)
         batch = batch.to(self.rt.device)

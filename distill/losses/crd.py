@@ -31,10 +31,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from distill.engine.context import StepContext
 from distill.errors import ConfigError
 from distill.losses.adversarial import check_gan_mode, generator_loss
 from distill.losses.base import LossTerm, register_loss
+from distill.losses.context import StepContext
 
 GRANULARITIES = ("column", "row", "patch")
 
@@ -172,12 +172,16 @@ class CRDLoss(LossTerm):
     """``L_CRD`` between G_s(x) and G_t(x) (crd Eqs. 8-9); the recipe weight is λ_CRD (25 / 2.5).
 
     ``patch``: P (None: scaled from 32 at 256²); ``granularities``: any of column, row, patch;
-    ``distance_weight`` / ``angle_weight``: 1 and 2 (RKD's ratio).
+    ``distance_weight`` / ``angle_weight``: 1 and 2 (RKD's ratio); ``batch_reduction``: ``mean`` over the
+    images of the batch, or ``sum`` (the official code's pix2pix setting).
     """
 
     def __init__(self, patch: int | None = None, granularities: Sequence[str] = GRANULARITIES,
-                 distance_weight: float = 1.0, angle_weight: float = 2.0) -> None:
+                 distance_weight: float = 1.0, angle_weight: float = 2.0, batch_reduction: str = "mean") -> None:
         super().__init__()
+        if batch_reduction not in ("mean", "sum"):
+            raise ValueError(f"batch_reduction must be mean or sum, got {batch_reduction!r}")
+        self.batch_reduction = batch_reduction
         bad = [g for g in granularities if g not in GRANULARITIES]
         if bad or not granularities:
             raise ValueError(f"granularities must be a non-empty subset of {list(GRANULARITIES)}, got {list(granularities)}")
@@ -189,7 +193,8 @@ class CRDLoss(LossTerm):
         with torch.autocast(ctx.student_out.device.type, enabled=False):
             loss, _ = crd_loss(ctx.student_out.float(), ctx.teacher_out.float(), self.patch, self.granularities,
                                self.distance_weight, self.angle_weight)
-        return loss
+        # the official pix2pix code sums the per-image RKD losses over the batch
+        return loss * ctx.student_out.shape[0] if self.batch_reduction == "sum" else loss
 
 
 @register_loss("teacher_adv")

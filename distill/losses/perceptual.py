@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.engine.context import StepContext
 from distill.errors import ConfigError
 from distill.losses.base import LossTerm, register_loss
+from distill.losses.context import StepContext
 from distill.vgg import VGG16Features, load_vgg16
 
 DEFAULT_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -110,16 +110,22 @@ class PerceptualTerm(LossTerm):
     """λ_PL·L_PL(G_s(x), t) (crd Eq. 13, vem Eq. 15), summed over the targets (see ``to``).
 
     ``vgg16`` is required: a torchvision-format VGG-16 weights file, or ``off``. With ``off`` the term
-    is a constant 0 (and says so in the log): a random-weight VGG is never used.
+    is a constant 0 (and says so in the log): a random-weight VGG is never used. ``input_norm``:
+    ``imagenet`` (the statistics torchvision's VGG was trained with) or ``raw`` ((x+1)/2 unnormalised,
+    as the OMGD and CRD code feed it; their λ_feature / λ_style were tuned on that).
     """
 
     def __init__(self, vgg16: Any = None, to: str = "teacher", feature_layer: str = "relu2_2",
-                 feature_weight: float = 10.0, style_weight: float = 1e4) -> None:
+                 feature_weight: float = 10.0, style_weight: float = 1e4, input_norm: str = "imagenet") -> None:
         super().__init__()
+        if input_norm not in ("imagenet", "raw"):
+            raise ValueError(f"input_norm must be imagenet or raw ((x+1)/2 as OMGD / CRD), got {input_norm!r}")
         self.to = to
         self.loss = build_perceptual(vgg16, feature_layer=feature_layer, feature_weight=feature_weight,
                                      style_weight=style_weight)
         self.enabled = self.loss is not None
+        if self.loss is not None:
+            self.loss.vgg.imagenet_norm = input_norm == "imagenet"
 
     def student_parameters(self):  # the VGG is frozen
         return iter(())
