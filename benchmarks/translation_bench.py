@@ -343,6 +343,80 @@ def score(outs: list[Any], targets: list[Any]) -> dict[str, float]:
             "swd": sliced_wasserstein_distance(outs, targets)["swd"]}
 
 
+# ----------------------------------------------------------------------------------------------- seeds
+@dataclass(frozen=True)
+class SeedJob:
+    """What every seed trains: the rows, the scale, the feature layers, where the students go."""
+
+    methods: tuple[str, ...]
+    scale: TranslationScale
+    layers: tuple[str, ...]
+    work_dir: str
+    provenance: dict[str, Any]
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def default_jobs() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def run_seed(job: SeedJob, seed: int, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every row of one seed: ``{method: {metrics, info, samples}}``; the students are saved under ``work_dir``."""
+    from distill.checkpoint import save_checkpoint
+
+    test_x, test_y = [t["input"] for t in data["test"]], [t["target"] for t in data["test"]]
+    out: dict[str, dict[str, Any]] = {}
+    for method in job.methods:
+        log.info("bench distill translation: seed %d %s (%d steps)", seed, method, job.scale.steps)
+        student, info = train_row(method, seed, data["train"], data["curve"], job.scale, list(job.layers))
+        outs = predict(student, test_x)
+        save_checkpoint(student, Path(job.work_dir) / f"seed{seed}" / method,
+                        provenance={**job.provenance, "method": method, "seed": seed})
+        out[method] = {"metrics": {**score(outs, test_y), "sec_per_step": info["sec_per_step"], "train_s": info["train_s"]},
+                       "info": {"seed": seed, **info, **flattened(info["curve"])}, "samples": outs[:3]}
+    return out
+
+
+def _seed_worker(job: SeedJob, seed: int, cache: str) -> dict[str, dict[str, Any]]:
+    import torch
+
+    # One thread per process: two seeds side by side on two cores train faster than one seed on both
+    # (a 1/4-width student's convolutions are too small to split well across threads).
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_seed(job, seed, torch.load(cache, weights_only=True))
+
+
+def run_seeds(job: SeedJob, seeds: list[int], data: dict[str, Any], workers: int) -> dict[int, dict[str, dict[str, Any]]]:
+    """``run_seed`` for every seed: in this process when ``workers`` is 1, else in ``workers`` spawned processes
+    that read the teacher's outputs from one cache file (spawn, not fork: the parent's OpenMP threads do not
+    survive a fork)."""
+    if workers <= 1:
+        return {seed: run_seed(job, seed, data) for seed in seeds}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    cache = Path(job.work_dir) / "teacher_outputs.pt"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(data, cache)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {seed: pool.submit(_seed_worker, job, seed, str(cache)) for seed in seeds}
+            return {seed: f.result() for seed, f in futures.items()}
+    finally:
+        cache.unlink(missing_ok=True)
+
+
 # ------------------------------------------------------------------------------------------------- run
 def teacher_info(teacher: Any, path: Path) -> dict[str, Any]:
     cfg = getattr(teacher, "slimgan_checkpoint", {}).get("config", {})
@@ -353,11 +427,13 @@ def teacher_info(teacher: Any, path: Path) -> dict[str, Any]:
 
 def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos: str | Path,
                           seeds: list[int], methods: list[str], scale: TranslationScale,
-                          quick: bool = False, work: str | Path | None = None, command: str = "") -> dict[str, Any]:
-    """Run every method for every seed; write ``out_json``, the ``.md`` table and the ``.png`` picture."""
+                          quick: bool = False, work: str | Path | None = None, command: str = "",
+                          jobs: int | None = None) -> dict[str, Any]:
+    """Run every method for every seed (``jobs`` seeds at a time, each in its own process with one torch
+    thread; default one per core); write ``out_json``, the ``.md`` table and the ``.png`` picture."""
     import torch
 
-    from distill.checkpoint import load_checkpoint, save_checkpoint
+    from distill.checkpoint import load_checkpoint
     from distill.registry import create_model
 
     methods = list(dict.fromkeys(methods))
@@ -370,7 +446,7 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
         raise ConfigError("--seeds must list at least one seed")
     out_json = Path(out_json)
     work_dir = Path(work) if work else out_json.with_name(out_json.stem + "_runs")
-    wall0, cpu0 = time.perf_counter(), time.process_time()
+    wall0, cpu0, child0 = time.perf_counter(), time.process_time(), _children_cpu()
     teacher = load_checkpoint(teacher_dir)
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -387,22 +463,14 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
     curve_set = test[:scale.curve_images]
     test_x, test_y = [t["input"] for t in test], [t["target"] for t in test]
     identity = score(test_x, test_y)
-    per: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
-    extras: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
-    samples: dict[str, list[Any]] = {}
-    for seed in seeds:
-        for method in methods:
-            log.info("bench distill translation: seed %d %s (%d steps)", seed, method, scale.steps)
-            student, info = train_row(method, seed, train, curve_set, scale, layers)
-            outs = predict(student, test_x)
-            per[method].append({**score(outs, test_y), "sec_per_step": info["sec_per_step"],
-                                "train_s": info["train_s"]})
-            extras[method].append({"seed": seed, **info, **flattened(info["curve"])})
-            save_checkpoint(student, work_dir / f"seed{seed}" / method,
-                            provenance={"role": "student", "teacher": str(teacher_dir), "method": method,
-                                        "seed": seed, "teacher_sha256": teacher_info(teacher, Path(teacher_dir))["sha256"]})
-            if seed == seeds[0]:
-                samples[method] = outs[:3]
+    job = SeedJob(methods=tuple(methods), scale=scale, layers=tuple(layers), work_dir=str(work_dir),
+                  provenance={"role": "student", "teacher": str(teacher_dir),
+                              "teacher_sha256": teacher_info(teacher, Path(teacher_dir))["sha256"]})
+    workers = max(1, min(jobs or default_jobs(), len(seeds)))
+    by_seed = run_seeds(job, seeds, {"train": train, "test": test, "curve": curve_set}, workers)
+    per = {m: [by_seed[s][m]["metrics"] for s in seeds] for m in methods}
+    extras = {m: [by_seed[s][m]["info"] for s in seeds] for m in methods}
+    samples = {m: by_seed[seeds[0]][m]["samples"] for m in methods}
     rows = table_rows(methods, per, extras, seeds, work_dir)
     report = {
         "schema": "slimgan-bench-distill-translation/1",
@@ -431,8 +499,9 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
         "rows": rows,
     }
     report["setup"]["wall_s"] = round(time.perf_counter() - wall0, 1)
-    report["setup"]["cpu_s"] = round(time.process_time() - cpu0, 1)
-    report["setup"]["torch_threads"] = torch.get_num_threads()
+    report["setup"]["cpu_s"] = round(time.process_time() - cpu0 + _children_cpu() - child0, 1)
+    report["setup"]["torch_threads"] = 1 if workers > 1 else torch.get_num_threads()
+    report["setup"]["workers"] = workers
     write_report(out_json, report, format_translation_table(report))
     try:
         save_picture(out_json.with_suffix(".png"), test_x[:3], test_y[:3], samples)
@@ -477,7 +546,8 @@ def format_translation_table(report: dict[str, Any]) -> str:
     lines += ["", "Mean ± sample std over seeds. vs l1: mean paired difference [95% t-interval]; 'better' / "
               "'worse' only when the interval excludes 0. Curve flat: held-out psnr_teacher gained < 0.1 dB over "
               "the last quarter of the steps, every seed.", "",
-              f"Wall {s['wall_s']} s, CPU {s['cpu_s']} s ({s['torch_threads']} torch threads); teacher pass "
+              f"Wall {s['wall_s']} s, CPU {s['cpu_s']} s ({s.get('workers', 1)} seed "
+              f"process(es), {s['torch_threads']} torch thread(s) each); teacher pass "
               f"{s['teacher_pass_s']} s. Split: {s['split']}."]
     if report.get("command"):
         lines += ["", f"Command: `{report['command']}`"]
@@ -574,7 +644,8 @@ def run_translation_cli(args: Any, seeds: list[int]) -> int:
         scale = replace(scale, eval_every=max(1, scale.steps // 4))
     methods = [m.strip() for m in (args.methods or ",".join(DEFAULT_METHODS)).split(",") if m.strip()]
     report = run_translation_bench(args.out, args.teacher, args.photos, seeds, methods, scale, quick=args.quick,
-                                   work=args.work, command=" ".join(["slimgan", *sys.argv[1:]]))
+                                   work=args.work, command=" ".join(["slimgan", *sys.argv[1:]]),
+                                   jobs=getattr(args, "jobs", None))
     print(format_translation_table(report), end="")
     print(f"wrote {args.out} (+ .md, .png)")
     return 0

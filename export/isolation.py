@@ -168,8 +168,9 @@ def run_isolated(job: IsolatedJob) -> IsolatedRun:
         error = f"the process was killed by {sig} ({signal.strsignal(-rc) or 'signal'}) while {_doing(stage, name)}"
     else:
         sig, error = None, f"the process exited with code {rc} while {_doing(stage, name)}, after {elapsed:.0f} s"
-    error = f"runtime {name}: {error}; log: {log}"
-    row = failure_row(name, label, error, _rel(log, job.bundle_dir), stage=stage, signal=sig)
+    rel = _rel(log, job.bundle_dir)
+    error = f"runtime {name}: {error}; log: {_where(rel)}"
+    row = failure_row(name, label, error, rel, stage=stage, signal=sig)
     return IsolatedRun(name, None, (row,), error, log, stage=stage, signal=sig)
 
 
@@ -183,6 +184,12 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+def _where(rel_log: str) -> str:
+    """The log as the user will find it: the bundle is still a hidden staging folder while the row is
+    written and is renamed into place afterwards, so an absolute path here would name a folder that is gone."""
+    return rel_log if Path(rel_log).is_absolute() else f"{rel_log} in the bundle"
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -256,7 +263,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def _read_result(runtime: str, data: dict[str, Any], log: Path, label: str, rel_log: str) -> IsolatedRun:
     if data.get("error"):
-        error = f"{data['error']} (log: {log})"
+        error = f"{data['error']} (log: {_where(rel_log)})"
         row = failure_row(runtime, label, error, rel_log, stage=data.get("stage"))
         return IsolatedRun(runtime, None, (row,), error, log, stage=data.get("stage"))
     result = ConvertResult(**{k: (tuple(v) if k in ("files", "rows") else v) for k, v in data["result"].items()})

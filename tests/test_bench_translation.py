@@ -133,6 +133,26 @@ def test_translation_bench_end_to_end(tmp_path, capsys) -> None:
     assert report["identity"]["psnr_teacher"] == pytest.approx(score(test, targets)["psnr_teacher"], abs=1e-4)
 
 
+def test_seeds_in_parallel_processes_score_as_one_process(tmp_path) -> None:
+    teacher = _teacher(tmp_path / "teacher")
+    photos = _photos(tmp_path / "photos")
+    args = ["bench", "distill", "--task", "translation", "--teacher", str(teacher), "--photos", str(photos), "--quick",
+            "--steps", "2", "--res", "32", "--seeds", "0", "1", "--methods", "l1", "--no-progress"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' setting, so both runs do the same arithmetic
+    try:
+        assert main([*args, "--jobs", "1", "--work", str(tmp_path / "w1"), "--out", str(tmp_path / "one.json")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert main([*args, "--jobs", "2", "--work", str(tmp_path / "w2"), "--out", str(tmp_path / "two.json")]) == 0
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    assert one["setup"]["workers"] == 1 and two["setup"]["workers"] == 2 and two["setup"]["torch_threads"] == 1
+    for a, b in zip(one["rows"][0]["per_seed"], two["rows"][0]["per_seed"], strict=True):
+        assert a["seed"] == b["seed"] and a["psnr_teacher"] == pytest.approx(b["psnr_teacher"], abs=1e-5)
+    assert (tmp_path / "w2" / "seed1" / "l1" / "model.safetensors").is_file()
+    assert not (tmp_path / "w2" / "teacher_outputs.pt").exists()  # the workers' cache is removed
+
+
 def test_translation_cli_errors_are_one_line(tmp_path, capsys) -> None:
     out = str(tmp_path / "x.json")
     assert main(["bench", "distill", "--task", "translation", "--photos", str(tmp_path), "--out", out]) == 2

@@ -86,7 +86,7 @@ def train_supernet(supernet: Supernet, pairs: PhotoPairs, settings: TrainSetting
         for genes in (space.largest(rng), space.sample(rng)):
             loss = F.l1_loss(supernet(x, genes), y)
             loss.backward()
-            total += float(loss)
+            total += loss.item()
         return total / 2
 
     return _loop(supernet.parameters(), step, settings, progress)
