@@ -131,6 +131,10 @@ def test_translation_bench_end_to_end(tmp_path, capsys) -> None:
     assert rows["crd"]["per_seed"][1]["psnr_teacher"] == pytest.approx(again["psnr_teacher"], abs=1e-4)
     assert rows["crd"]["per_seed"][1]["swd"] == pytest.approx(again["swd"], rel=1e-4)
     assert report["identity"]["psnr_teacher"] == pytest.approx(score(test, targets)["psnr_teacher"], abs=1e-4)
+    check = report["baseline_vs_identity"]
+    assert check["diff_db"] == pytest.approx(rows["l1"]["psnr_teacher"] - report["identity"]["psnr_teacher"], abs=1e-3)
+    # three steps teach a student nothing: the table says the rows are not evidence
+    assert check["learned"] is False and "have not learned the teacher's mapping" in out.with_suffix(".md").read_text()
 
 
 def test_seeds_in_parallel_processes_score_as_one_process(tmp_path) -> None:
