@@ -421,7 +421,7 @@ def run_seeds(job: SeedJob, seeds: list[int], data: dict[str, Any], workers: int
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {(s, m): pool.submit(_row_worker, replace(job, methods=(m,)), s, str(cache), log.getEffectiveLevel())
                        for s, m in tasks}
-            for (s, m), f in futures.items():
+            for (s, _m), f in futures.items():
                 out[s].update(f.result())
     finally:
         cache.unlink(missing_ok=True)
