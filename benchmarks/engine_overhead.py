@@ -38,8 +38,8 @@ def measure(res: int = 64, batch: int = 4, steps: int = 30, teacher_ngf: int = 3
     from distill import create_model, save_checkpoint
     from distill.engine.config import load_config
     from distill.engine.data import Batch
-    from distill.engine.methods import GeneratorMethod
     from distill.engine.device import DeviceContext
+    from distill.engine.methods import GeneratorMethod
 
     torch.manual_seed(0)
     teacher = create_model("resnet_6blocks", ngf=teacher_ngf).eval()

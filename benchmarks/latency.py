@@ -50,8 +50,8 @@ from typing import Any
 
 import numpy as np
 
-from slimgan.errors import ConfigError, MissingDependencyError
 from export.manifest import Manifest
+from slimgan.errors import ConfigError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 

@@ -21,13 +21,13 @@ from typing import Any
 
 import torch
 
-from slimgan.errors import ConfigError
 from export.artifacts import FILES, PARITY_NAME, SPEED_NAME, ExportState, make_inputs, write_reports
 from export.config import OPENVINO_PRECISIONS, SPEED_THREADS, ExportConfig, parse_batch
 from export.convention import input_range, model_convention, output_range, parity_inputs
 from export.manifest import Manifest
 from export.parity import compare, failed_rows
 from export.runtimes import ConvertContext, get_runtime
+from slimgan.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -88,10 +88,10 @@ def _print_result(result, as_json: bool) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from slimgan.errors import ConfigError
     from export.bundle import export_bundle
     from export.config import ExportConfig
     from export.pair import export_pair
+    from slimgan.errors import ConfigError
 
     config = ExportConfig.create(
         teacher=args.teacher,

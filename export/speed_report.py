@@ -45,9 +45,9 @@ def teacher_graphs(state: ExportState, cfg: Any, x: np.ndarray, tmp: Path) -> tu
         xml = cfg.teacher_bundle / FILES["openvino"]
         doc["teacher_passes"] = _bundle_passes(cfg.teacher_bundle)
         return {"onnx": cfg.teacher_bundle / FILES["fp32"], "openvino": xml if xml.is_file() else None}, doc
-    from export.onnx_export import export_onnx
-
     import torch
+
+    from export.onnx_export import export_onnx
 
     graph = tmp / "teacher.onnx"
     variant = tmp / "teacher.openvino.onnx"

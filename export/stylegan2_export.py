@@ -29,6 +29,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from export.exporters import register_exporter
 from export.onnx_export import (
     DEFAULT_OPSET,
     INPUT_NAME,
@@ -38,7 +39,6 @@ from export.onnx_export import (
     OnnxExport,
     _shape_of,
 )
-from export.exporters import register_exporter
 
 TRUNCATION_NAME = "truncation"
 PARITY_TRUNCATIONS = (0.7, 0.5)

@@ -15,8 +15,6 @@ import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from slimgan import __version__
-from slimgan.errors import ConfigError
 from serve.admission import AdmissionMiddleware
 from serve.deps import ServerState
 from serve.errors import install_error_handlers
@@ -25,6 +23,8 @@ from serve.priority import run_lowered
 from serve.routers import health, inference, metrics, models, ui
 from serve.served_model import build_models
 from serve.settings import ServeSettings
+from slimgan import __version__
+from slimgan.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from slimgan.errors import ConfigError
 from export.manifest import MANIFEST_NAME, MAX_LATENT, MAX_SIDE, Manifest, file_sha256, relative_path_problem
+from slimgan.errors import ConfigError
 
 MAX_MANIFEST_BYTES = 1024 * 1024
 log = logging.getLogger(__name__)

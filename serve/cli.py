@@ -74,8 +74,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     """ServeSettings from the environment, overridden by the flags given."""
     from pydantic import ValidationError
 
-    from slimgan.errors import ConfigError
     from serve.settings import ServeSettings
+    from slimgan.errors import ConfigError
 
     overrides = {dest: getattr(args, dest) for dest in _FLAGS if getattr(args, dest, None) is not None}
     if args.bundles:

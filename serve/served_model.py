@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from slimgan.errors import ConfigError
 from export.manifest import Manifest
 from serve.backends import Backend, backend_class, create_backend, resolve_backend
 from serve.batching import MicroBatcher
-from serve.image_guards import decode_cost
 from serve.bundle_validation import validate_bundle
+from serve.image_guards import decode_cost
 from serve.imaging import (
     Restore,
     array_to_image,
@@ -30,6 +29,7 @@ from serve.imaging import (
 )
 from serve.metrics import ServerMetrics
 from serve.settings import ServeSettings
+from slimgan.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

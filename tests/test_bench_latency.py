@@ -9,8 +9,8 @@ import pytest
 from benchmarks import roofline
 from benchmarks.devices import DEVICES, get_device
 from benchmarks.latency import LatencyConfig
-from slimgan.cli import main
 from distill.errors import ConfigError
+from slimgan.cli import main
 from tests.bench_helpers import make_bundle
 
 FAST = ["--res", "32", "--min-runs", "10", "--min-time", "0.05", "--warmup", "0.02"]

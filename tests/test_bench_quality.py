@@ -144,8 +144,8 @@ def _checkpoints(tmp_path):
 
 
 def test_bench_quality_cli(tmp_path, monkeypatch, capsys) -> None:
-    from slimgan.cli import main
     from distill.data import synthesize
+    from slimgan.cli import main
 
     monkeypatch.delenv(quality.WEIGHTS_ENV, raising=False)
     data = tmp_path / "data"

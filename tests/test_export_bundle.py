@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from distill import create_model, save_checkpoint
-from slimgan.cli import main
 from distill.registry import register_model
 from export.manifest import Manifest
 from export.runtimes.onnxruntime import make_session
+from slimgan.cli import main
 
 
 class TraceBrokenGenerator(nn.Module):

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slimgan.cli import build_parser
 from serve.cli import run_serve
 from serve.settings import ServeSettings
+from slimgan.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -205,9 +205,9 @@ def test_serve_runs_from_the_image_packages_alone(tmp_path: Path) -> None:
     try:
         base = f"http://127.0.0.1:{port}"
         wait_ready(base, timeout_s=90, proc=proc)
-        from PIL import Image
-
         import io
+
+        from PIL import Image
 
         buf = io.BytesIO()
         Image.new("RGB", (20, 12), (10, 200, 30)).save(buf, format="PNG")

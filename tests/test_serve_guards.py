@@ -11,13 +11,13 @@ from fastapi.testclient import TestClient
 from hostile_corpus import bmp_rle, jpeg_junk_after_soi, jpeg_scan_bomb, jpeg_segment_bomb, png_chunk_bomb
 from serve_bundles import dummy_bundle
 
-from slimgan.cli import main
 from distill.errors import ConfigError
 from serve.app import create_app
 from serve.errors import ApiError
 from serve.image_guards import PixelBudget, check_structure
 from serve.served_model import build_models
 from serve.settings import ServeSettings
+from slimgan.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -24,11 +24,11 @@ from serve_bundles import dummy_bundle, free_port, wait_ready
 
 from distill import create_model, save_checkpoint
 from distill.checkpoint import checkpoint_role, import_summary
-from slimgan.cli import main
 from distill.data import synthesize
 from distill.engine.run_lock import LOCK_NAME, RunLock, RunLockedError
 from distill.engine.schema import SCHEMA_PATH, render_schema, schema_is_current, section_table
 from distill.progress import Progress
+from slimgan.cli import main
 
 
 def slimgan(*args: str, **kwargs) -> subprocess.CompletedProcess:

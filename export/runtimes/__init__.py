@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib
 
-from slimgan.registry import Registry
 from export.runtimes.base import BundleFiles, ConvertContext, ConvertResult, Runtime, Session
+from slimgan.registry import Registry
 
 __all__ = [
     "BundleFiles",

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from slimgan.errors import ConfigError, MissingDependencyError
 from export.runtimes import register_runtime
 from export.runtimes.base import ConvertContext, ConvertResult, Runtime, Session
+from slimgan.errors import ConfigError, MissingDependencyError
 
 _H2D, _D2H = 1, 2  # cudaMemcpyKind
 

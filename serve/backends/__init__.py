@@ -12,8 +12,8 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slimgan.errors import ConfigError, SlimganError
 from serve.backends.base import Backend
+from slimgan.errors import ConfigError, SlimganError
 
 if TYPE_CHECKING:
     from export.manifest import Manifest

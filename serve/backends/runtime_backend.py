@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from slimgan.errors import ConfigError, MissingDependencyError
 from export.runtimes import get_runtime
 from serve.backends.base import Backend
+from slimgan.errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
     from export.manifest import Manifest

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slimgan.errors import MissingDependencyError
 from export.runtimes import get_runtime
 from serve.backends.runtime_backend import RuntimeBackend
+from slimgan.errors import MissingDependencyError
 
 if TYPE_CHECKING:
     from export.manifest import Manifest
