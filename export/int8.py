@@ -79,15 +79,18 @@ def quantize_int8(src: str | Path, dst: str | Path, samples: np.ndarray, input_n
     """Statically quantize ``src`` to QDQ int8 at ``dst`` using ``samples`` (N, ...) for calibration."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    from export.library_logs import library_logs_to
+
     reader = _Reader(input_name, samples)
-    quantize_static(
-        str(src),
-        str(dst),
-        reader,
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        calibrate_method=CalibrationMethod.MinMax,
-    )
+    with library_logs_to(Path(dst).parent / "logs" / "int8-onnxruntime.log"):
+        quantize_static(
+            str(src),
+            str(dst),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
     return Path(dst)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from export.library_logs import library_logs_to
 from slimgan.errors import ConfigError, MissingDependencyError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ def quantize_ir(src_xml: str | Path, dst_xml: str | Path, calib: np.ndarray | No
     model = ov.Core().read_model(str(src_xml))
     dataset = nncf.Dataset([np.ascontiguousarray(s[None], dtype=np.float32) for s in calib])
     preset = nncf.QuantizationPreset.MIXED if options.get("int8_preset", "mixed") == "mixed" else nncf.QuantizationPreset.PERFORMANCE
-    quantized = nncf.quantize(model, dataset, preset=preset, subset_size=len(calib), fast_bias_correction=True)
     dst = Path(dst_xml)
+    with library_logs_to(dst.parent / "logs" / "int8-openvino.log"):
+        quantized = nncf.quantize(model, dataset, preset=preset, subset_size=len(calib), fast_bias_correction=True)
     ov.save_model(quantized, str(dst), compress_to_fp16=False)
     return [dst.name, dst.with_suffix(".bin").name]
