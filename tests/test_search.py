@@ -190,6 +190,31 @@ def test_search_end_to_end_then_export(tmp_path):
     proc = run_cli("export", str(out / "best"), "--teacher", str(teacher), "--res", "64", "--out", str(bundle))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (bundle / "model.onnx").is_file()
+    _serve_and_translate(bundle)
+
+
+def _serve_and_translate(bundle: Path) -> None:
+    """``slimgan serve`` takes the searched student's bundle unchanged and translates a photo with it."""
+    import io
+
+    import httpx
+    from serve_bundles import free_port, wait_ready
+    from test_serve_e2e import start_server, stop
+
+    port = free_port()
+    server = start_server([str(bundle)], port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, proc=server)
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
+        (name,) = [m["name"] for m in httpx.get(base + "/v2/models").json()["models"]]
+        r = httpx.post(f"{base}/v2/models/{name}/translate",
+                       files={"image": ("x.png", buf.getvalue(), "image/png")}, timeout=60)
+        assert r.status_code == 200, r.text[:500]
+        assert Image.open(io.BytesIO(r.content)).size == (64, 64)
+    finally:
+        stop(server)
 
 
 @pytest.mark.slow
