@@ -47,7 +47,7 @@ def register_distill(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crop", type=int, default=None, help="translation: training crop side (default 64)")
     p.add_argument("--jobs", type=int, default=None,
                    help="translation: rows trained at once, each in its own process with one torch thread "
-                        "(default: one per CPU core)")
+                        "(default: one per CPU core, at most 4)")
     p.add_argument("--quick", action="store_true", help="small scale: a smoke test, labelled so (minutes on 2 CPU cores)")
     p.add_argument("--seeds", type=int, nargs="+", default=[3],
                    help="one number N: seeds 0..N-1; several: those seeds (default 3; also with --quick)")

@@ -362,10 +362,16 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+# Each training process holds its own copy of the teacher's cached outputs and activations (up to
+# FEATURE_CACHE_LIMIT), so the default stops at a few processes however many cores there are.
+MAX_DEFAULT_JOBS = 4
+
+
 def default_jobs() -> int:
     import os
 
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, MAX_DEFAULT_JOBS))
 
 
 def run_seed(job: SeedJob, seed: int, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
