@@ -447,7 +447,7 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
                           quick: bool = False, work: str | Path | None = None, command: str = "",
                           jobs: int | None = None) -> dict[str, Any]:
     """Run every method for every seed (``jobs`` rows at a time, each in its own process with one torch
-    thread; default one per core); write ``out_json``, the ``.md`` table and the ``.png`` picture."""
+    thread; default one per core, at most 4); write ``out_json``, the ``.md`` table and the ``.png`` picture."""
     import torch
 
     from distill.checkpoint import load_checkpoint
