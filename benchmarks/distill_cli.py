@@ -42,9 +42,15 @@ def register_distill(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--photos", default=None, metavar="DIR",
                    help="translation: a folder of photos (train/ and test/ inside are used as given, else split)")
     p.add_argument("--methods", default=None,
-                   help="translation: comma list of rows (default l1,feature,crd,vem; also mse); l1 is the baseline")
+                   help="translation: comma list of rows (default l1,feature,vem; also crd, mse); l1 is the baseline")
     p.add_argument("--res", type=int, default=None, help="translation: photos' short side in pixels (default 256)")
-    p.add_argument("--crop", type=int, default=None, help="translation: training crop side (default 64)")
+    p.add_argument("--crop", type=int, default=None, help="translation: training crop side (default 128)")
+    p.add_argument("--student-norm", default=None, choices=("batch", "instance"),
+                   help="translation: the student's norm layers (default batch, as GAN Compression's pix2pix students)")
+    p.add_argument("--max-train-photos", type=int, default=None,
+                   help="translation: at most this many training photos, a fixed sample (default 200)")
+    p.add_argument("--max-test-photos", type=int, default=None,
+                   help="translation: at most this many held-out photos, a fixed sample (default 50)")
     p.add_argument("--jobs", type=int, default=None,
                    help="translation: rows trained at once, each in its own process with one torch thread "
                         "(default: one per CPU core, at most 4)")

@@ -15,6 +15,7 @@ from benchmarks.report import paired_interval, vs_baseline
 from benchmarks.translation_bench import (
     CropSampler,
     baseline_vs_identity,
+    crop_target_psnr,
     format_translation_table,
     load_photo,
     predict,
@@ -87,6 +88,24 @@ def test_split_is_deterministic_or_the_folders_given(tmp_path) -> None:
     s = split_photos(given, 0.2)
     assert s["test_files"] == ["test/p4.png", "test/p5.png"] and len(s["train_files"]) == 3
     assert "train/ and test/" in s["how"]
+    # large folders are cut to a fixed sample, and the split says so
+    c, d = split_photos(photos, 0.2, max_train=5, max_test=2), split_photos(photos, 0.2, max_train=5, max_test=2)
+    assert c["train_files"] == d["train_files"] and len(c["train_files"]) == 5
+    assert set(c["train_files"]) <= set(a["train_files"]) and c["test_files"] == a["test_files"]
+    assert c["available"] == {"train": 8, "test": 2} and "capped to 5 of 8 training" in c["how"]
+    assert "capped" not in a["how"]
+
+
+def test_crop_target_psnr_sees_context_outside_the_crop() -> None:
+    x = torch.rand(3, 48, 64) * 2 - 1
+    pointwise = torch.nn.Conv2d(3, 3, 1)  # no context: a crop's target is the crop of the whole output
+    with torch.no_grad():
+        items = [{"input": x, "target": pointwise(x[None])[0].clamp(-1, 1)}]  # targets are clamped
+        assert crop_target_psnr(pointwise, items, 24) > 90
+        norm = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.InstanceNorm2d(3))
+        items = [{"input": x, "target": norm(x[None])[0].clamp(-1, 1)}]
+    assert crop_target_psnr(norm, items, 24) < 60  # per-image statistics differ between crop and photo
+    assert crop_target_psnr(norm, items, 64) is None  # no photo larger than the crop
 
 
 def test_rows_of_a_seed_see_the_same_crops() -> None:
@@ -113,6 +132,7 @@ def test_translation_bench_end_to_end(tmp_path, capsys) -> None:
     assert setup["teacher"]["params"] == sum(p.numel() for p in load_checkpoint(teacher).parameters())
     assert setup["res"] == 32 and setup["train_images"] + setup["test_images"] == 8
     assert setup["feature_layers"] == ["model.9", "model.12", "model.15", "model.18"]
+    assert setup["student"]["norm"] == "batch" and math.isfinite(setup["crop_target_psnr"])
     assert report["smoke_test"] is True and "SMOKE TEST" in out.with_suffix(".md").read_text()
     assert out.with_suffix(".png").stat().st_size > 0
     rows = {r["method"]: r for r in report["rows"]}
@@ -135,6 +155,7 @@ def test_translation_bench_end_to_end(tmp_path, capsys) -> None:
     with torch.no_grad():
         targets = [t(x[None])[0].clamp(-1, 1) for x in test]
     student = load_checkpoint(rows["crd"]["checkpoints"][1])
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in student.modules())
     again = score(predict(student, test), targets)
     assert rows["crd"]["per_seed"][1]["psnr_teacher"] == pytest.approx(again["psnr_teacher"], abs=1e-4)
     assert rows["crd"]["per_seed"][1]["swd"] == pytest.approx(again["swd"], rel=1e-4)
@@ -189,3 +210,20 @@ def test_translation_cli_errors_are_one_line(tmp_path, capsys) -> None:
     assert main(["bench", "distill", "--task", "translation", "--teacher", str(teacher), "--photos",
                  str(tmp_path / "none"), "--out", out]) == 2
     assert "is not a folder" in capsys.readouterr().err
+    assert main(["bench", "distill", "--task", "translation", "--teacher", str(teacher), "--photos", str(photos),
+                 "--max-train-photos", "1", "--out", out]) == 2
+    assert "--max-train-photos must be at least 2, got 1" in capsys.readouterr().err
+
+
+def test_student_norm_instance_trains_the_cyclegan_layout(tmp_path) -> None:
+    teacher = _teacher(tmp_path / "teacher")
+    photos = _photos(tmp_path / "photos")
+    out = tmp_path / "n.json"
+    assert main(["bench", "distill", "--task", "translation", "--teacher", str(teacher), "--photos", str(photos),
+                 "--quick", "--steps", "2", "--res", "32", "--seeds", "1", "--methods", "l1", "--jobs", "1",
+                 "--student-norm", "instance", "--work", str(tmp_path / "w"), "--no-progress", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["setup"]["student"]["norm"] == "instance"
+    student = load_checkpoint(report["rows"][0]["checkpoints"][0])
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in student.modules())
+    assert "Student norm: instance." in out.with_suffix(".md").read_text()
