@@ -40,7 +40,7 @@ def register_distill(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher-discriminator", default=None, metavar="DIR",
                    help="unconditional with --teacher: the teacher's discriminator (adds the dgl_gan row)")
     p.add_argument("--photos", default=None, metavar="DIR",
-                   help="translation: a folder of photos (train/ and test/ inside are used as given, else split)")
+                   help="translation: a folder of photos (train/ and test/, or trainA/ and testA/, are used as given, else split)")
     p.add_argument("--methods", default=None,
                    help="translation: comma list of rows (default l1,feature,vem; also crd, mse); l1 is the baseline")
     p.add_argument("--res", type=int, default=None, help="translation: photos' short side in pixels (default 256)")

@@ -103,15 +103,18 @@ def _cap(files: list[Path], limit: int | None, seed: int) -> list[Path]:
 
 def split_photos(root: Path, fraction: float, seed: int = 0, max_train: int | None = None,
                  max_test: int | None = None) -> dict[str, Any]:
-    """``{train: [...], test: [...], how}``: ``train/`` and ``test/`` when the folder has both, else a
+    """``{train: [...], test: [...], how}``: ``train/`` and ``test/`` (or ``trainA/`` and ``testA/``) when the
+    folder has both, else a
     deterministic split (sorted relative paths shuffled with ``random.Random(seed)``; ``fraction`` held out).
     Either side larger than ``max_train`` / ``max_test`` is cut to a deterministic sample of that size."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"--photos {root} is not a folder")
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        train, test = list_photos(root / "train"), list_photos(root / "test")
-        how = "the folder's train/ and test/"
+    given = next(((a, b) for a, b in (("train", "test"), ("trainA", "testA"))
+                  if (root / a).is_dir() and (root / b).is_dir()), None)
+    if given:  # trainA/testA: a CycleGAN dataset folder, whose A side is the teacher's input domain
+        train, test = list_photos(root / given[0]), list_photos(root / given[1])
+        how = f"the folder's {given[0]}/ and {given[1]}/"
     else:
         files = list_photos(root)
         order = list(files)

@@ -88,6 +88,14 @@ def test_split_is_deterministic_or_the_folders_given(tmp_path) -> None:
     s = split_photos(given, 0.2)
     assert s["test_files"] == ["test/p4.png", "test/p5.png"] and len(s["train_files"]) == 3
     assert "train/ and test/" in s["how"]
+    cyclegan = tmp_path / "horse2zebra"  # a CycleGAN dataset: the A side, never the B photos
+    for split, names in (("trainA", ["p0.jpg", "p1.png"]), ("testA", ["p2.png", "p4.png"]),
+                         ("trainB", ["p5.png", "p7.png"]), ("testB", ["p8.png", "p9.jpg"])):
+        (cyclegan / split).mkdir(parents=True)
+        for n in names:
+            (cyclegan / split / n).write_bytes((photos / n).read_bytes())
+    s = split_photos(cyclegan, 0.2)
+    assert s["train_files"] == ["trainA/p0.jpg", "trainA/p1.png"] and s["test_files"] == ["testA/p2.png", "testA/p4.png"]
     # large folders are cut to a fixed sample, and the split says so
     c, d = split_photos(photos, 0.2, max_train=5, max_test=2), split_photos(photos, 0.2, max_train=5, max_test=2)
     assert c["train_files"] == d["train_files"] and len(c["train_files"]) == 5
