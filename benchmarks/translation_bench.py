@@ -104,8 +104,8 @@ def _cap(files: list[Path], limit: int | None, seed: int) -> list[Path]:
 def split_photos(root: Path, fraction: float, seed: int = 0, max_train: int | None = None,
                  max_test: int | None = None) -> dict[str, Any]:
     """``{train: [...], test: [...], how}``: ``train/`` and ``test/`` (or ``trainA/`` and ``testA/``) when the
-    folder has both, else a
-    deterministic split (sorted relative paths shuffled with ``random.Random(seed)``; ``fraction`` held out).
+    folder has both, else a deterministic split (sorted relative paths shuffled with ``random.Random(seed)``;
+    ``fraction`` held out).
     Either side larger than ``max_train`` / ``max_test`` is cut to a deterministic sample of that size."""
     root = Path(root)
     if not root.is_dir():
