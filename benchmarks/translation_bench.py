@@ -216,7 +216,11 @@ def teacher_pass(teacher: Any, photos: list[Path], res: int, layers: list[str]) 
     return items
 
 
-def crop_target_psnr(teacher: Any, items: list[dict[str, Any]], crop: int, n: int = 8) -> float | None:
+CROP_CHECK_PHOTOS = 8  # training photos the crop-target check runs the teacher on
+
+
+def crop_target_psnr(teacher: Any, items: list[dict[str, Any]], crop: int,
+                     n: int = CROP_CHECK_PHOTOS) -> float | None:
     """PSNR between the teacher run on a centre ``crop`` of each of the first ``n`` training photos and the same
     crop of its whole-photo output (the cached target). Low values mean the targets of a crop depend on context
     outside it (the teacher's InstanceNorm statistics and receptive field), so a crop-trained student chases
@@ -558,7 +562,8 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
             "targets": "teacher outputs on every photo at res, computed once (pseudo-pairs); crops cut from them",
             "crop_target_psnr": crop_psnr,
             "crop_target_note": "psnr of the teacher run on a centre crop vs the same crop of its whole-photo output "
-                                "(8 training photos): how much of a crop's target the crop alone determines",
+                                f"({CROP_CHECK_PHOTOS} training photos): how much of a crop's target the crop "
+                                "alone determines",
             "optimizer": f"Adam lr {scale.lr} betas (0.5, 0.999), constant for half the steps then linear to 0",
             "metrics": "psnr_teacher / ssim_teacher: whole held-out photos at res vs the teacher's outputs; swd: "
                        "sliced Wasserstein distance x1e3 on Laplacian-pyramid 7x7 patches (ProGAN), student vs "
@@ -747,12 +752,13 @@ def run_translation_cli(args: Any, seeds: list[int]) -> int:
     if getattr(args, "progress", True) is False:
         logging.getLogger(__name__).setLevel(logging.WARNING)
     scale = SCALES["quick" if args.quick else "full"]
-    sizes = ((args.steps, "steps", "steps"), (args.res, "res", "res"), (getattr(args, "crop", None), "crop", "crop"),
-             (getattr(args, "max_train_photos", None), "max-train-photos", "max_train"),
-             (getattr(args, "max_test_photos", None), "max-test-photos", "max_test"))
-    for flag, name, field in sizes:
+    # (value, flag name, scale field, least value): the split needs two photos a side
+    sizes = ((args.steps, "steps", "steps", 1), (args.res, "res", "res", 1),
+             (getattr(args, "crop", None), "crop", "crop", 1),
+             (getattr(args, "max_train_photos", None), "max-train-photos", "max_train", 2),
+             (getattr(args, "max_test_photos", None), "max-test-photos", "max_test", 2))
+    for flag, name, field, low in sizes:
         if flag is not None:
-            low = 2 if field.startswith("max") else 1  # the split needs two photos a side
             if flag < low:
                 raise ConfigError(f"--{name} must be at least {low}, got {flag}")
             scale = replace(scale, **{field: flag})
