@@ -496,6 +496,53 @@ def teacher_info(teacher: Any, path: Path) -> dict[str, Any]:
             "sha256": getattr(teacher, "slimgan_checkpoint", {}).get("sha256")}
 
 
+def prepare_data(teacher: Any, photos: Path, methods: list[str], scale: TranslationScale) -> dict[str, Any]:
+    """Split ``photos``, pick the feature layers, run the teacher once over every photo (its outputs and, for
+    the feature row, activations are the cache every row trains on) and measure the crop-target check."""
+    from distill.registry import create_model
+
+    split = split_photos(photos, scale.test_fraction, max_train=scale.max_train, max_test=scale.max_test)
+    probe = create_model(scale.student_arch, ngf=scale.student_ngf, norm=scale.student_norm)
+    shape = load_photo(split["train"][0], scale.res).shape[-2:]
+    layers = feature_layers(teacher, probe, tuple(shape), len(split["train"])) if "feature" in methods else []
+    t0 = time.perf_counter()
+    train = teacher_pass(teacher, split["train"], scale.res, layers)
+    test = teacher_pass(teacher, split["test"], scale.res, [])
+    teacher_s = time.perf_counter() - t0
+    for item in test:
+        item["feats"] = {}
+    return {"split": split, "probe": probe, "layers": layers, "train": train, "test": test, "teacher_pass_s": teacher_s,
+            "crop_target_psnr": crop_target_psnr(teacher, train, scale.crop)}
+
+
+def setup_block(teacher: Any, teacher_dir: Path, photos: Path, prep: dict[str, Any], scale: TranslationScale,
+                seeds: list[int]) -> dict[str, Any]:
+    """The JSON's ``setup``: teacher, student, photo split and every setting the rows share."""
+    split, layers = prep["split"], prep["layers"]
+    return {
+        "task": "translation", "teacher": teacher_info(teacher, teacher_dir),
+        "student": {"arch": scale.student_arch, "ngf": scale.student_ngf, "norm": scale.student_norm,
+                    "params": sum(p.numel() for p in prep["probe"].parameters())},
+        "photos": str(photos), "split": split["how"], "train_images": len(split["train"]),
+        "test_images": len(split["test"]), "test_files": split["test_files"],
+        "photos_available": split["available"],
+        "res": scale.res, "res_rule": "short side resized to res (bicubic), sides cut to a multiple of 4",
+        "scale": asdict(scale), "feature_layers": layers, "seeds": list(seeds),
+        "targets": "teacher outputs on every photo at res, computed once (pseudo-pairs); crops cut from them",
+        "crop_target_psnr": prep["crop_target_psnr"],
+        "crop_target_note": "psnr of the teacher run on a centre crop vs the same crop of its whole-photo output "
+                            f"({CROP_CHECK_PHOTOS} training photos): how much of a crop's target the crop "
+                            "alone determines",
+        "optimizer": f"Adam lr {scale.lr} betas (0.5, 0.999), constant for half the steps then linear to 0",
+        "metrics": "psnr_teacher / ssim_teacher: whole held-out photos at res vs the teacher's outputs; swd: "
+                   "sliced Wasserstein distance x1e3 on Laplacian-pyramid 7x7 patches (ProGAN), student vs "
+                   "teacher outputs on the held-out photos",
+        "comparison": "vs_baseline: diff = row - l1 per seed (paired), ci95 = 95% t-interval of the mean "
+                      "difference, beats = interval excludes 0 on the good side (swd: lower is better)",
+        "teacher_pass_s": round(prep["teacher_pass_s"], 1),
+    }
+
+
 def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos: str | Path,
                           seeds: list[int], methods: list[str], scale: TranslationScale,
                           quick: bool = False, work: str | Path | None = None, command: str = "",
@@ -505,7 +552,6 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
     import torch
 
     from distill.checkpoint import load_checkpoint
-    from distill.registry import create_model
 
     methods = list(dict.fromkeys(methods))
     if "l1" not in methods:
@@ -521,17 +567,8 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
     teacher = load_checkpoint(teacher_dir)
     for p in teacher.parameters():
         p.requires_grad_(False)
-    split = split_photos(Path(photos), scale.test_fraction, max_train=scale.max_train, max_test=scale.max_test)
-    probe = create_model(scale.student_arch, ngf=scale.student_ngf, norm=scale.student_norm)
-    shape = load_photo(split["train"][0], scale.res).shape[-2:]
-    layers = feature_layers(teacher, probe, tuple(shape), len(split["train"])) if "feature" in methods else []
-    t0 = time.perf_counter()
-    train = teacher_pass(teacher, split["train"], scale.res, layers)
-    test = teacher_pass(teacher, split["test"], scale.res, [])
-    teacher_s = time.perf_counter() - t0
-    crop_psnr = crop_target_psnr(teacher, train, scale.crop)
-    for item in test:
-        item["feats"] = {}
+    prep = prepare_data(teacher, Path(photos), methods, scale)
+    layers, train, test = prep["layers"], prep["train"], prep["test"]
     curve_set = test[:scale.curve_images]
     test_x, test_y = [t["input"] for t in test], [t["target"] for t in test]
     identity = score(test_x, test_y)
@@ -550,28 +587,7 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
         "smoke_test": bool(quick),
         "label": ("SMOKE TEST (--quick): too few steps and too small images to be evidence" if quick else
                   "evidence scale: every row trained to the same step count, curves written"),
-        "setup": {
-            "task": "translation", "teacher": teacher_info(teacher, Path(teacher_dir)),
-            "student": {"arch": scale.student_arch, "ngf": scale.student_ngf, "norm": scale.student_norm,
-                        "params": sum(p.numel() for p in probe.parameters())},
-            "photos": str(photos), "split": split["how"], "train_images": len(split["train"]),
-            "test_images": len(split["test"]), "test_files": split["test_files"],
-            "photos_available": split["available"],
-            "res": scale.res, "res_rule": "short side resized to res (bicubic), sides cut to a multiple of 4",
-            "scale": asdict(scale), "feature_layers": layers, "seeds": list(seeds),
-            "targets": "teacher outputs on every photo at res, computed once (pseudo-pairs); crops cut from them",
-            "crop_target_psnr": crop_psnr,
-            "crop_target_note": "psnr of the teacher run on a centre crop vs the same crop of its whole-photo output "
-                                f"({CROP_CHECK_PHOTOS} training photos): how much of a crop's target the crop "
-                                "alone determines",
-            "optimizer": f"Adam lr {scale.lr} betas (0.5, 0.999), constant for half the steps then linear to 0",
-            "metrics": "psnr_teacher / ssim_teacher: whole held-out photos at res vs the teacher's outputs; swd: "
-                       "sliced Wasserstein distance x1e3 on Laplacian-pyramid 7x7 patches (ProGAN), student vs "
-                       "teacher outputs on the held-out photos",
-            "comparison": "vs_baseline: diff = row - l1 per seed (paired), ci95 = 95% t-interval of the mean "
-                          "difference, beats = interval excludes 0 on the good side (swd: lower is better)",
-            "teacher_pass_s": round(teacher_s, 1),
-        },
+        "setup": setup_block(teacher, Path(teacher_dir), Path(photos), prep, scale, seeds),
         "identity": {k: round(v, 6) for k, v in identity.items()},
         "rows": rows,
     }
