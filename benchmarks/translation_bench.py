@@ -62,6 +62,9 @@ METHODS: dict[str, tuple[list[dict[str, Any]], str]] = {
 }
 
 
+ADAM_BETAS = (0.5, 0.999)  # GAN Compression's, kept for every row so the rows differ only in their objective
+
+
 @dataclass(frozen=True)
 class TranslationScale:
     """Image short side ``res``, training ``crop`` and ``batch``, ``steps`` per row, Adam ``lr`` (constant for
@@ -347,7 +350,7 @@ def train_row(method: str, seed: int, train: list[dict[str, Any]], curve: list[d
     for t in terms:
         t.setup(first)
     params = list(student.parameters()) + [p for t in terms for p in t.student_parameters()]
-    opt = torch.optim.Adam(params, lr=scale.lr, betas=(0.5, 0.999))
+    opt = torch.optim.Adam(params, lr=scale.lr, betas=ADAM_BETAS)
     aux = [o for t in terms for o in t.aux_optimizers().values()]
     sampler.gen.manual_seed(10_000 + seed)  # the setup batch is not a training batch
     curve_x, curve_y = [c["input"] for c in curve], [c["target"] for c in curve]
@@ -511,18 +514,20 @@ def prepare_data(teacher: Any, photos: Path, methods: list[str], scale: Translat
     teacher_s = time.perf_counter() - t0
     for item in test:
         item["feats"] = {}
-    return {"split": split, "probe": probe, "layers": layers, "train": train, "test": test, "teacher_pass_s": teacher_s,
+    return {"split": split, "student_params": sum(p.numel() for p in probe.parameters()), "layers": layers,
+            "train": train, "test": test, "teacher_pass_s": teacher_s,
             "crop_target_psnr": crop_target_psnr(teacher, train, scale.crop)}
 
 
-def setup_block(teacher: Any, teacher_dir: Path, photos: Path, prep: dict[str, Any], scale: TranslationScale,
+def setup_block(teacher: dict[str, Any], photos: Path, prep: dict[str, Any], scale: TranslationScale,
                 seeds: list[int]) -> dict[str, Any]:
-    """The JSON's ``setup``: teacher, student, photo split and every setting the rows share."""
+    """The JSON's ``setup``: ``teacher`` (:func:`teacher_info`), student, photo split and every setting the rows
+    share."""
     split, layers = prep["split"], prep["layers"]
     return {
-        "task": "translation", "teacher": teacher_info(teacher, teacher_dir),
+        "task": "translation", "teacher": teacher,
         "student": {"arch": scale.student_arch, "ngf": scale.student_ngf, "norm": scale.student_norm,
-                    "params": sum(p.numel() for p in prep["probe"].parameters())},
+                    "params": prep["student_params"]},
         "photos": str(photos), "split": split["how"], "train_images": len(split["train"]),
         "test_images": len(split["test"]), "test_files": split["test_files"],
         "photos_available": split["available"],
@@ -533,7 +538,7 @@ def setup_block(teacher: Any, teacher_dir: Path, photos: Path, prep: dict[str, A
         "crop_target_note": "psnr of the teacher run on a centre crop vs the same crop of its whole-photo output "
                             f"({CROP_CHECK_PHOTOS} training photos): how much of a crop's target the crop "
                             "alone determines",
-        "optimizer": f"Adam lr {scale.lr} betas (0.5, 0.999), constant for half the steps then linear to 0",
+        "optimizer": f"Adam lr {scale.lr} betas {ADAM_BETAS}, constant for half the steps then linear to 0",
         "metrics": "psnr_teacher / ssim_teacher: whole held-out photos at res vs the teacher's outputs; swd: "
                    "sliced Wasserstein distance x1e3 on Laplacian-pyramid 7x7 patches (ProGAN), student vs "
                    "teacher outputs on the held-out photos",
@@ -567,6 +572,7 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
     teacher = load_checkpoint(teacher_dir)
     for p in teacher.parameters():
         p.requires_grad_(False)
+    t_info = teacher_info(teacher, Path(teacher_dir))
     prep = prepare_data(teacher, Path(photos), methods, scale)
     layers, train, test = prep["layers"], prep["train"], prep["test"]
     curve_set = test[:scale.curve_images]
@@ -574,7 +580,7 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
     identity = score(test_x, test_y)
     job = SeedJob(methods=tuple(methods), scale=scale, layers=tuple(layers), work_dir=str(work_dir),
                   provenance={"role": "student", "teacher": str(teacher_dir),
-                              "teacher_sha256": teacher_info(teacher, Path(teacher_dir))["sha256"]})
+                              "teacher_sha256": t_info["sha256"]})
     workers = max(1, min(jobs or default_jobs(), len(seeds) * len(methods)))
     by_seed = run_seeds(job, seeds, {"train": train, "test": test, "curve": curve_set}, workers)
     per = {m: [by_seed[s][m]["metrics"] for s in seeds] for m in methods}
@@ -587,7 +593,7 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
         "smoke_test": bool(quick),
         "label": ("SMOKE TEST (--quick): too few steps and too small images to be evidence" if quick else
                   "evidence scale: every row trained to the same step count, curves written"),
-        "setup": setup_block(teacher, Path(teacher_dir), Path(photos), prep, scale, seeds),
+        "setup": setup_block(t_info, Path(photos), prep, scale, seeds),
         "identity": {k: round(v, 6) for k, v in identity.items()},
         "rows": rows,
     }
