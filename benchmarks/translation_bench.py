@@ -19,11 +19,13 @@ Scores on the held-out photos, whole images at ``res``: ``psnr_teacher``, ``ssim
 is the floor every student must clear. Each row records its held-out curve (``psnr_teacher`` on a fixed
 subset every ``eval_every`` steps) and whether it flattened.
 
-Crops are 128 px by default: the teacher's InstanceNorm statistics and receptive field span the whole photo,
-so a small crop's cached target depends on pixels the crop does not hold (``setup.crop_target_psnr`` measures
-it). The student uses BatchNorm by default because its InstanceNorm after the first convolution removes the
-per-image colour statistics the teacher's colour changes follow; ``--student-norm instance`` gives the
-CycleGAN layout.
+Crops are 64 px, 16 to a batch, by default. The teacher's InstanceNorm statistics and receptive field span
+the whole photo, so a small crop's cached target depends on pixels the crop does not hold
+(``setup.crop_target_psnr`` measures it for the teacher itself); the student, with BatchNorm, still learns
+the whole-photo mapping faster from many small crops than from a few large ones at the same pixels per step
+(sixteen windows from up to sixteen photos, and batch statistics over sixteen samples). The student uses
+BatchNorm by default because its InstanceNorm after the first convolution removes the per-image colour
+statistics the teacher's colour changes follow; ``--student-norm instance`` gives the CycleGAN layout.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 FEATURE_LAYERS = ("model.9", "model.12", "model.15", "model.18")  # GAN Compression's resnet mapping layers
 FEATURE_CACHE_LIMIT = 2 << 30  # bytes of cached teacher activations (fp16) before layers are dropped
 METRICS = ("psnr_teacher", "ssim_teacher", "swd")
-# crd is not in the default list: its angle term is O(N³) in the crop side (column and row units), about 25x
-# an l1 step at crop 128 on one CPU thread, which alone would take the default run past its time budget.
+# crd is not in the default list: its angle term is O(N³) in the crop side (column and row units), over 10x
+# an l1 step at the default crops on one CPU thread, which with vem would take the default run past its time
+# budget.
 DEFAULT_METHODS = ("l1", "feature", "vem")
 
 # name -> (loss specs beyond the shared reconstruction, description); every row also gets 10·l1_teacher
@@ -88,7 +91,7 @@ class TranslationScale:
 
 SCALES = {
     "quick": TranslationScale(res=64, crop=32, batch=2, steps=40, lr=1e-3, eval_every=20, curve_images=4),
-    "full": TranslationScale(res=256, crop=128, batch=4, steps=1000, lr=1e-3, eval_every=100),
+    "full": TranslationScale(res=256, crop=64, batch=16, steps=1000, lr=1e-3, eval_every=100),
 }
 
 
@@ -776,7 +779,7 @@ def run_translation_cli(args: Any, seeds: list[int]) -> int:
     scale = SCALES["quick" if args.quick else "full"]
     # (value, flag name, scale field, least value): the split needs two photos a side
     sizes = ((args.steps, "steps", "steps", 1), (args.res, "res", "res", 1),
-             (getattr(args, "crop", None), "crop", "crop", 1),
+             (getattr(args, "crop", None), "crop", "crop", 1), (getattr(args, "batch", None), "batch", "batch", 1),
              (getattr(args, "max_train_photos", None), "max-train-photos", "max_train", 2),
              (getattr(args, "max_test_photos", None), "max-test-photos", "max_test", 2))
     for flag, name, field, low in sizes:

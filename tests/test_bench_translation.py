@@ -221,6 +221,9 @@ def test_translation_cli_errors_are_one_line(tmp_path, capsys) -> None:
     assert main(["bench", "distill", "--task", "translation", "--teacher", str(teacher), "--photos", str(photos),
                  "--max-train-photos", "1", "--out", out]) == 2
     assert "--max-train-photos must be at least 2, got 1" in capsys.readouterr().err
+    assert main(["bench", "distill", "--task", "translation", "--teacher", str(teacher), "--photos", str(photos),
+                 "--batch", "0", "--out", out]) == 2
+    assert "--batch must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_student_norm_instance_trains_the_cyclegan_layout(tmp_path) -> None:
@@ -229,9 +232,10 @@ def test_student_norm_instance_trains_the_cyclegan_layout(tmp_path) -> None:
     out = tmp_path / "n.json"
     assert main(["bench", "distill", "--task", "translation", "--teacher", str(teacher), "--photos", str(photos),
                  "--quick", "--steps", "2", "--res", "32", "--seeds", "1", "--methods", "l1", "--jobs", "1",
-                 "--student-norm", "instance", "--work", str(tmp_path / "w"), "--no-progress", "--out", str(out)]) == 0
+                 "--student-norm", "instance", "--batch", "3", "--work", str(tmp_path / "w"), "--no-progress",
+                 "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["setup"]["student"]["norm"] == "instance"
+    assert report["setup"]["student"]["norm"] == "instance" and report["setup"]["scale"]["batch"] == 3
     student = load_checkpoint(report["rows"][0]["checkpoints"][0])
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in student.modules())
     assert "Student norm: instance." in out.with_suffix(".md").read_text()
