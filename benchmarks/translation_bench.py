@@ -19,13 +19,13 @@ Scores on the held-out photos, whole images at ``res``: ``psnr_teacher``, ``ssim
 is the floor every student must clear. Each row records its held-out curve (``psnr_teacher`` on a fixed
 subset every ``eval_every`` steps) and whether it flattened.
 
-Crops are 64 px, 16 to a batch, by default. The teacher's InstanceNorm statistics and receptive field span
+Crops are 128 px, 4 to a batch, by default. The teacher's InstanceNorm statistics and receptive field span
 the whole photo, so a small crop's cached target depends on pixels the crop does not hold
-(``setup.crop_target_psnr`` measures it for the teacher itself); the student, with BatchNorm, still learns
-the whole-photo mapping faster from many small crops than from a few large ones at the same pixels per step
-(sixteen windows from up to sixteen photos, and batch statistics over sixteen samples). The student uses
-BatchNorm by default because its InstanceNorm after the first convolution removes the per-image colour
-statistics the teacher's colour changes follow; ``--student-norm instance`` gives the CycleGAN layout.
+(``setup.crop_target_psnr`` measures it for the teacher itself). The BatchNorm student learns faster per step
+from 16 crops of 64 px (``--crop 64 --batch 16``, the same pixels a step), but its default run measured past the
+75-minute budget (benchmarks/results/real_teacher_crop64.md), so it is an option, not the default. The student uses BatchNorm by
+default because its InstanceNorm after the first convolution removes the per-image colour statistics the
+teacher's colour changes follow; ``--student-norm instance`` gives the CycleGAN layout.
 """
 
 from __future__ import annotations
@@ -47,9 +47,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 FEATURE_LAYERS = ("model.9", "model.12", "model.15", "model.18")  # GAN Compression's resnet mapping layers
 FEATURE_CACHE_LIMIT = 2 << 30  # bytes of cached teacher activations (fp16) before layers are dropped
 METRICS = ("psnr_teacher", "ssim_teacher", "swd")
-# crd is not in the default list: its angle term is O(N³) in the crop side (column and row units), over 10x
-# an l1 step at the default crops on one CPU thread, which with vem would take the default run past its time
-# budget.
+# crd is not in the default list: its angle term is O(N³) in the crop side (column and row units), about 25x
+# an l1 step at crop 128 on one CPU thread, which alone would take the default run past its time budget.
 DEFAULT_METHODS = ("l1", "feature", "vem")
 
 # name -> (loss specs beyond the shared reconstruction, description); every row also gets 10·l1_teacher
@@ -91,7 +90,7 @@ class TranslationScale:
 
 SCALES = {
     "quick": TranslationScale(res=64, crop=32, batch=2, steps=40, lr=1e-3, eval_every=20, curve_images=4),
-    "full": TranslationScale(res=256, crop=64, batch=16, steps=1000, lr=1e-3, eval_every=100),
+    "full": TranslationScale(res=256, crop=128, batch=4, steps=1000, lr=1e-3, eval_every=100),
 }
 
 
