@@ -22,10 +22,11 @@ subset every ``eval_every`` steps) and whether it flattened.
 Crops are 128 px, 4 to a batch, by default. The teacher's InstanceNorm statistics and receptive field span
 the whole photo, so a small crop's cached target depends on pixels the crop does not hold
 (``setup.crop_target_psnr`` measures it for the teacher itself). The BatchNorm student learns faster per step
-from 16 crops of 64 px (``--crop 64 --batch 16``, the same pixels a step), but its default run measured past the
-75-minute budget (benchmarks/results/real_teacher_crop64.md), so it is an option, not the default. The student uses BatchNorm by
-default because its InstanceNorm after the first convolution removes the per-image colour statistics the
-teacher's colour changes follow; ``--student-norm instance`` gives the CycleGAN layout.
+from 16 crops of 64 px (``--crop 64 --batch 16``, the same pixels a step), but a default-scale run with them
+took 84 minutes, past the 75-minute budget (benchmarks/results/real_teacher_crop64.md), so they are an
+option, not the default. The student uses BatchNorm by default because its InstanceNorm after the first
+convolution removes the per-image colour statistics the teacher's colour changes follow;
+``--student-norm instance`` gives the CycleGAN layout.
 """
 
 from __future__ import annotations
