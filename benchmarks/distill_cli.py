@@ -59,6 +59,10 @@ def register_distill(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[3],
                    help="one number N: seeds 0..N-1; several: those seeds (default 3; also with --quick)")
     p.add_argument("--steps", type=int, default=None, help="student steps per row (default: the scale's)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MIN",
+                   help="translation: minutes the whole run may take; a short calibration measures this host's "
+                        "seconds a step and every row trains the largest shared step count that fits (default 70 "
+                        "at the full scale without --steps; 0: no budget)")
     p.add_argument("--teacher-steps", type=int, default=None, help="teacher steps (default: the scale's)")
     p.add_argument("--out", required=True, help="result JSON file (a .md table is written beside it)")
     p.add_argument("--work", default=None, help="folder for data and runs (default: next to --out)")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.report import aggregate, format_cmp, mean_std, vs_baseline, write_report
+from benchmarks.time_budget import JobCost, curve_points, describe, fit_steps
 from distill.errors import CheckpointError, ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -87,11 +89,12 @@ class TranslationScale:
     student_norm: str = "batch"
     max_train: int | None = 200
     max_test: int | None = 50
+    time_budget_min: float | None = None
 
 
 SCALES = {
     "quick": TranslationScale(res=64, crop=32, batch=2, steps=40, lr=1e-3, eval_every=20, curve_images=4),
-    "full": TranslationScale(res=256, crop=128, batch=4, steps=1000, lr=1e-3, eval_every=100),
+    "full": TranslationScale(res=256, crop=128, batch=4, steps=1000, lr=1e-3, eval_every=100, time_budget_min=70.0),
 }
 
 
@@ -459,39 +462,135 @@ def _row_worker(job: SeedJob, seed: int, cache: str, level: int) -> dict[str, di
     torch.set_num_threads(1)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(level)
-    return run_seed(job, seed, torch.load(cache, weights_only=True))
+    t0 = time.perf_counter()
+    out = run_seed(job, seed, torch.load(cache, weights_only=True))
+    for row in out.values():
+        row["info"]["job_s"] = round(time.perf_counter() - t0, 3)
+    return out
 
 
-# Relative cost of a row's step, so the dearest rows start first and the workers finish together.
+# Relative cost of a row's step before any is measured, so the dearest rows start first and the workers
+# finish together.
 _ROW_COST = {"crd": 25.0, "vem": 8.0, "feature": 1.2}
 
 
+class RowRunner:
+    """Runs (seed, row) jobs: in this process for one worker, else in ``workers`` spawned processes that read
+    the teacher's outputs from one cache file (spawn, not fork: the parent's OpenMP threads do not survive a
+    fork). The pool lives for the whole ``with`` block, so the budget calibration and the run share it.
+    A row's result does not depend on where it ran."""
+
+    def __init__(self, data: dict[str, Any], workers: int, work_dir: Path) -> None:
+        self.data, self.workers, self.cache, self.pool = data, workers, Path(work_dir) / "teacher_outputs.pt", None
+
+    def __enter__(self) -> RowRunner:
+        if self.workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            import torch
+
+            self.cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(self.data, self.cache)
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+        self.cache.unlink(missing_ok=True)
+
+    def run(self, job: SeedJob, tasks: list[tuple[int, str]]) -> dict[int, dict[str, dict[str, Any]]]:
+        """Every (seed, method) task in the given order; ``{seed: {method: run_seed's row}}``."""
+        from dataclasses import replace
+
+        out: dict[int, dict[str, dict[str, Any]]] = {s: {} for s, _ in tasks}
+        if self.pool is None:
+            for s, m in tasks:
+                t0 = time.perf_counter()
+                row = run_seed(replace(job, methods=(m,)), s, self.data)
+                row[m]["info"]["job_s"] = round(time.perf_counter() - t0, 3)
+                out[s].update(row)
+            return out
+        level = log.getEffectiveLevel()
+        futures = {(s, m): self.pool.submit(_row_worker, replace(job, methods=(m,)), s, str(self.cache), level)
+                   for s, m in tasks}
+        for (s, _m), f in futures.items():
+            out[s].update(f.result())
+        return out
+
+
+def task_order(seeds: list[int], methods: tuple[str, ...], cost: dict[str, float] | None = None) -> list[tuple[int, str]]:
+    """Every (seed, method) pair, dearest rows first (by measured seconds a step when given)."""
+    cost = cost or _ROW_COST
+    return sorted(((s, m) for s in seeds for m in methods), key=lambda t: -cost.get(t[1], 1.0))
+
+
 def run_seeds(job: SeedJob, seeds: list[int], data: dict[str, Any], workers: int) -> dict[int, dict[str, dict[str, Any]]]:
-    """``run_seed`` for every seed: in this process when ``workers`` is 1, else every (seed, row) pair in
-    ``workers`` spawned processes that read the teacher's outputs from one cache file (spawn, not fork: the
-    parent's OpenMP threads do not survive a fork). A row's result does not depend on where it ran."""
-    if workers <= 1:
-        return {seed: run_seed(job, seed, data) for seed in seeds}
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    """Every row of every seed (``workers`` at a time); ``{seed: {method: row}}`` in ``job.methods`` order."""
+    with RowRunner(data, workers, Path(job.work_dir)) as runner:
+        out = runner.run(job, task_order(seeds, job.methods))
+    return {s: {m: out[s][m] for m in job.methods} for s in seeds}
+
+
+# ---------------------------------------------------------------------------------------------- budget
+CALIBRATION_STEPS = 4  # steps each row trains to measure the host; the first one's warm-up makes the estimate safe
+BUDGET_TAIL_S = 15.0  # the report, the table and the picture after the last row
+MIN_BUDGET_STEPS = 50  # fewer steps than this is no benchmark
+
+
+def _eval_every_for(scale: TranslationScale) -> Any:
+    """The curve interval for a run of ``n`` steps: as many curve points as the scale's own step count gives."""
+    points = max(1, scale.steps // scale.eval_every)
+    return lambda n: max(1, n // points)
+
+
+def calibrate(runner: RowRunner, job: SeedJob, seed: int) -> dict[str, JobCost]:
+    """Train every row ``CALIBRATION_STEPS`` steps side by side, as the run will, and turn each into a
+    :class:`JobCost`; the students go to ``work_dir/calibration`` and are not results."""
     from dataclasses import replace
 
-    import torch
+    k = CALIBRATION_STEPS
+    probe = replace(job, scale=replace(job.scale, steps=k, eval_every=k),
+                    work_dir=str(Path(job.work_dir) / "calibration"))
+    rows = runner.run(probe, task_order([seed], job.methods))[seed]
+    shutil.rmtree(probe.work_dir, ignore_errors=True)
+    costs = {}
+    for m in job.methods:
+        info = rows[m]["info"]
+        sps, train_s, job_s = info["sec_per_step"], info["train_s"], info["job_s"]
+        costs[m] = JobCost(fixed_s=max(0.0, job_s - train_s), sec_per_step=sps,
+                           eval_s=max(0.0, train_s - k * sps) / curve_points(k, k))
+    return costs
 
-    cache = Path(job.work_dir) / "teacher_outputs.pt"
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(data, cache)
-    tasks = sorted(((s, m) for s in seeds for m in job.methods), key=lambda t: -_ROW_COST.get(t[1], 1.0))
-    out: dict[int, dict[str, dict[str, Any]]] = {s: {} for s in seeds}
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {(s, m): pool.submit(_row_worker, replace(job, methods=(m,)), s, str(cache), log.getEffectiveLevel())
-                       for s, m in tasks}
-            for (s, _m), f in futures.items():
-                out[s].update(f.result())
-    finally:
-        cache.unlink(missing_ok=True)
-    return {s: {m: out[s][m] for m in job.methods} for s in seeds}
+
+def fit_to_budget(runner: RowRunner, job: SeedJob, seeds: list[int], started: float) -> tuple[SeedJob, dict[str, Any]]:
+    """Lower ``job``'s step count (every row alike) to what fits ``scale.time_budget_min`` on this host;
+    returns the job to run and the JSON's ``setup.budget``."""
+    from dataclasses import replace
+
+    scale = job.scale
+    budget_s = 60.0 * scale.time_budget_min
+    t0 = time.perf_counter()
+    costs = calibrate(runner, job, seeds[0])
+    spent = time.perf_counter() - started
+    order = task_order(seeds, job.methods, {m: c.sec_per_step for m, c in costs.items()})
+    every = _eval_every_for(scale)
+    steps, predicted = fit_steps([costs[m] for _, m in order], runner.workers, scale.steps,
+                                 budget_s - spent - BUDGET_TAIL_S, every)
+    if steps < min(MIN_BUDGET_STEPS, scale.steps):
+        raise ConfigError(f"--time-budget {scale.time_budget_min:g} min leaves {steps} of {scale.steps} steps a row on "
+                          f"this host (seconds a step: {describe(costs)}); raise --time-budget, pass --steps "
+                          "without it, or train fewer --methods / --seeds")
+    budget = {"minutes": scale.time_budget_min, "requested_steps": scale.steps, "steps": steps,
+              "lowered": steps < scale.steps, "calibration_s": round(time.perf_counter() - t0, 1),
+              "calibration": {m: {"sec_per_step": round(c.sec_per_step, 5), "fixed_s": round(c.fixed_s, 2),
+                                  "eval_s": round(c.eval_s, 3)} for m, c in costs.items()},
+              "predicted_wall_s": round(spent + predicted + BUDGET_TAIL_S, 1)}
+    if steps < scale.steps:
+        log.warning("bench distill translation: %d of %d steps a row fit --time-budget %g min on this host (%s)",
+                    steps, scale.steps, scale.time_budget_min, describe(costs))
+    return replace(job, scale=replace(scale, steps=steps, eval_every=every(steps))), budget
 
 
 # ------------------------------------------------------------------------------------------------- run
@@ -585,7 +684,14 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
                   provenance={"role": "student", "teacher": str(teacher_dir),
                               "teacher_sha256": t_info["sha256"]})
     workers = max(1, min(jobs or default_jobs(), len(seeds) * len(methods)))
-    by_seed = run_seeds(job, seeds, {"train": train, "test": test, "curve": curve_set}, workers)
+    budget = None
+    with RowRunner({"train": train, "test": test, "curve": curve_set}, workers, work_dir) as runner:
+        if scale.time_budget_min:
+            job, budget = fit_to_budget(runner, job, seeds, wall0)
+            scale = job.scale
+        cost = {m: c["sec_per_step"] for m, c in budget["calibration"].items()} if budget else None
+        done = runner.run(job, task_order(seeds, job.methods, cost))
+    by_seed = {s: {m: done[s][m] for m in methods} for s in seeds}
     per = {m: [by_seed[s][m]["metrics"] for s in seeds] for m in methods}
     extras = {m: [by_seed[s][m]["info"] for s in seeds] for m in methods}
     samples = {m: by_seed[seeds[0]][m]["samples"] for m in methods}
@@ -601,6 +707,8 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
         "rows": rows,
     }
     report["baseline_vs_identity"] = baseline_vs_identity(report)
+    if budget:
+        report["setup"]["budget"] = budget
     report["setup"]["wall_s"] = round(time.perf_counter() - wall0, 1)
     report["setup"]["cpu_s"] = round(time.process_time() - cpu0 + _children_cpu() - child0, 1)
     report["setup"]["torch_threads"] = 1 if workers > 1 else torch.get_num_threads()
@@ -675,13 +783,24 @@ def format_translation_table(report: dict[str, Any]) -> str:
               "the last quarter of the steps, every seed.", "",
               f"Wall {s['wall_s']} s, CPU {s['cpu_s']} s ({s.get('workers', 1)} training "
               f"process(es), {s['torch_threads']} torch thread(s) each); teacher pass "
-              f"{s['teacher_pass_s']} s. Split: {s['split']}."]
+              f"{s['teacher_pass_s']} s. Split: {s['split']}." + _budget_text(s)]
     if report.get("command"):
         lines += ["", f"Command: `{report['command']}`"]
     if report.get("run_notes"):
         lines += ["", report["run_notes"]]
     lines += _export_lines(report.get("export"))
     return "\n".join(lines) + "\n"
+
+
+def _budget_text(setup: dict[str, Any]) -> str:
+    b = setup.get("budget")
+    if not b:
+        return ""
+    measured = ", ".join(f"{m} {c['sec_per_step']:.3f}" for m, c in b["calibration"].items())
+    fit = (f"only {b['steps']} of the {b['requested_steps']} steps a row fit it on this host, so every row trained "
+           f"{b['steps']}" if b["lowered"] else f"all {b['steps']} steps a row fit it")
+    return (f" Time budget {b['minutes']:g} min (--time-budget): {fit} (calibration, seconds a step: {measured}; "
+            f"predicted wall {b['predicted_wall_s']:.0f} s).")
 
 
 def _student_norm_text(setup: dict[str, Any]) -> str:
@@ -789,6 +908,13 @@ def run_translation_cli(args: Any, seeds: list[int]) -> int:
             scale = replace(scale, **{field: flag})
     if getattr(args, "student_norm", None):
         scale = replace(scale, student_norm=args.student_norm)
+    budget = getattr(args, "time_budget", None)
+    if budget is not None:
+        if not budget >= 0:
+            raise ConfigError(f"--time-budget must be 0 (no budget) or more minutes, got {budget:g}")
+        scale = replace(scale, time_budget_min=budget or None)
+    elif args.steps is not None:  # steps the user asked for are trained as asked
+        scale = replace(scale, time_budget_min=None)
     if scale.crop > scale.res:
         scale = replace(scale, crop=scale.res - scale.res % 4)
     if scale.steps < scale.eval_every:

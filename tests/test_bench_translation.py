@@ -12,7 +12,9 @@ import torch
 from PIL import Image
 
 from benchmarks.report import paired_interval, vs_baseline
+from benchmarks.time_budget import JobCost, curve_points, fit_steps, makespan
 from benchmarks.translation_bench import (
+    MIN_BUDGET_STEPS,
     CropSampler,
     baseline_vs_identity,
     crop_target_psnr,
@@ -141,6 +143,7 @@ def test_translation_bench_end_to_end(tmp_path, capsys) -> None:
     assert setup["res"] == 32 and setup["train_images"] + setup["test_images"] == 8
     assert setup["feature_layers"] == ["model.9", "model.12", "model.15", "model.18"]
     assert setup["student"]["norm"] == "batch" and math.isfinite(setup["crop_target_psnr"])
+    assert "budget" not in setup  # --steps without --time-budget trains the steps asked for
     assert report["smoke_test"] is True and "SMOKE TEST" in out.with_suffix(".md").read_text()
     assert out.with_suffix(".png").stat().st_size > 0
     rows = {r["method"]: r for r in report["rows"]}
@@ -239,3 +242,46 @@ def test_student_norm_instance_trains_the_cyclegan_layout(tmp_path) -> None:
     student = load_checkpoint(report["rows"][0]["checkpoints"][0])
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in student.modules())
     assert "Student norm: instance." in out.with_suffix(".md").read_text()
+
+
+def test_makespan_replays_the_pool_and_fit_steps_takes_the_largest_that_fits() -> None:
+    assert makespan([3, 3, 2, 2, 2], 2) == 7  # 3|3, then 2 on each, then the last 2 on the first free
+    assert makespan([3, 3, 2, 2, 2], 1) == 12 and makespan([5, 1, 1], 3) == 5
+    assert curve_points(1000, 100) == 11 and curve_points(1001, 100) == 12 and curve_points(4, 4) == 2
+    jobs = [JobCost(fixed_s=2.0, sec_per_step=0.5, eval_s=0.1), JobCost(2.0, 0.1, 0.1), JobCost(2.0, 0.1, 0.1)]
+    every = lambda n: max(1, n // 10)  # noqa: E731
+    wall = lambda n: makespan([j.seconds(n, every(n)) for j in jobs], 2)  # noqa: E731
+    assert fit_steps(jobs, 2, 1000, 10_000, every) == (1000, pytest.approx(wall(1000)))
+    steps, predicted = fit_steps(jobs, 2, 1000, 200.0, every)
+    assert 100 <= steps < 1000 and steps % 10 == 0 and predicted == pytest.approx(wall(steps))
+    assert wall(steps) <= 200.0 < wall(steps + 10)
+    small, _ = fit_steps(jobs, 2, 1000, 20.0, every)
+    assert 0 < small < 100 and wall(small) <= 20.0 < wall(small + 1)  # under 100 steps: not rounded
+    assert fit_steps(jobs, 2, 1000, 1.0, every)[0] == 0
+
+
+def test_time_budget_lowers_every_row_to_the_steps_that_fit(tmp_path, capsys) -> None:
+    teacher = _teacher(tmp_path / "teacher")
+    photos = _photos(tmp_path / "photos")
+    out = tmp_path / "b.json"
+    args = ["bench", "distill", "--task", "translation", "--teacher", str(teacher), "--photos", str(photos), "--quick",
+            "--res", "32", "--seeds", "0", "1", "--methods", "l1,feature", "--jobs", "1", "--no-progress",
+            "--work", str(tmp_path / "w"), "--steps", "1000000"]
+    assert main([*args, "--time-budget", "0.5", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    budget, scale = report["setup"]["budget"], report["setup"]["scale"]
+    assert budget["lowered"] is True and budget["requested_steps"] == 1_000_000
+    assert MIN_BUDGET_STEPS <= budget["steps"] == scale["steps"] < 1_000_000
+    assert budget["predicted_wall_s"] <= 30.0 and set(budget["calibration"]) == {"l1", "feature"}
+    for row in report["rows"]:  # every row, every seed trained the lowered count
+        assert [c["curve"][-1][0] for c in row["curves"]] == [budget["steps"]] * 2
+    assert f"only {budget['steps']} of the 1000000 steps a row fit" in out.with_suffix(".md").read_text()
+    assert not (tmp_path / "w" / "calibration").exists()  # the calibration students are not results
+    # a budget that leaves no steps is one line, before any row trains
+    capsys.readouterr()
+    assert main([*args, "--time-budget", "0.2", "--out", str(tmp_path / "none.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--time-budget 0.2 min leaves 0 of 1000000 steps a row" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "none.json").exists()
+    assert main([*args, "--time-budget", "-1", "--out", str(tmp_path / "neg.json")]) == 2
+    assert "--time-budget must be 0 (no budget) or more minutes, got -1" in capsys.readouterr().err
