@@ -265,16 +265,16 @@ def test_time_budget_lowers_every_row_to_the_steps_that_fit(tmp_path, capsys) ->
     photos = _photos(tmp_path / "photos")
     out = tmp_path / "b.json"
     args = ["bench", "distill", "--task", "translation", "--teacher", str(teacher), "--photos", str(photos), "--quick",
-            "--res", "32", "--seeds", "0", "1", "--methods", "l1,feature", "--jobs", "1", "--no-progress",
+            "--res", "32", "--seeds", "1", "--methods", "l1,feature", "--jobs", "1", "--no-progress",
             "--work", str(tmp_path / "w"), "--steps", "1000000"]
-    assert main([*args, "--time-budget", "0.5", "--out", str(out)]) == 0
+    assert main([*args, "--time-budget", "0.75", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     budget, scale = report["setup"]["budget"], report["setup"]["scale"]
     assert budget["lowered"] is True and budget["requested_steps"] == 1_000_000
     assert MIN_BUDGET_STEPS <= budget["steps"] == scale["steps"] < 1_000_000
-    assert budget["predicted_wall_s"] <= 30.0 and set(budget["calibration"]) == {"l1", "feature"}
-    for row in report["rows"]:  # every row, every seed trained the lowered count
-        assert [c["curve"][-1][0] for c in row["curves"]] == [budget["steps"]] * 2
+    assert budget["predicted_wall_s"] <= 45.0 and set(budget["calibration"]) == {"l1", "feature"}
+    for row in report["rows"]:  # every row trained the lowered count
+        assert [c["curve"][-1][0] for c in row["curves"]] == [budget["steps"]]
     assert f"only {budget['steps']} of the 1000000 steps a row fit" in out.with_suffix(".md").read_text()
     assert not (tmp_path / "w" / "calibration").exists()  # the calibration students are not results
     # a budget that leaves no steps is one line, before any row trains
