@@ -44,8 +44,8 @@ def register_distill(bench_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", default=None,
                    help="translation: comma list of rows (default l1,feature,vem; also crd, mse); l1 is the baseline")
     p.add_argument("--res", type=int, default=None, help="translation: photos' short side in pixels (default 256)")
-    p.add_argument("--crop", type=int, default=None, help="translation: training crop side (default 128)")
-    p.add_argument("--batch", type=int, default=None, help="translation: crops per training step (default 4)")
+    p.add_argument("--crop", type=int, default=None, help="translation: training crop side (default 64)")
+    p.add_argument("--batch", type=int, default=None, help="translation: crops per training step (default 16)")
     p.add_argument("--student-norm", default=None, choices=("batch", "instance"),
                    help="translation: the student's norm layers (default batch, as GAN Compression's pix2pix students)")
     p.add_argument("--max-train-photos", type=int, default=None,

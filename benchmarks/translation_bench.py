@@ -19,14 +19,17 @@ Scores on the held-out photos, whole images at ``res``: ``psnr_teacher``, ``ssim
 is the floor every student must clear. Each row records its held-out curve (``psnr_teacher`` on a fixed
 subset every ``eval_every`` steps) and whether it flattened.
 
-Crops are 128 px, 4 to a batch, by default. The teacher's InstanceNorm statistics and receptive field span
+Crops are 64 px, 16 to a batch, by default. The teacher's InstanceNorm statistics and receptive field span
 the whole photo, so a small crop's cached target depends on pixels the crop does not hold
-(``setup.crop_target_psnr`` measures it for the teacher itself). The BatchNorm student learns faster per step
-from 16 crops of 64 px (``--crop 64 --batch 16``, the same pixels a step), but a default-scale run with them
-took 84 minutes, past the 75-minute budget (benchmarks/results/real_teacher_crop64.md), so they are an
-option, not the default. The student uses BatchNorm by default because its InstanceNorm after the first
-convolution removes the per-image colour statistics the teacher's colour changes follow;
-``--student-norm instance`` gives the CycleGAN layout.
+(``setup.crop_target_psnr`` measures it for the teacher itself); the BatchNorm student nonetheless learns the
+whole-photo mapping faster per step from 16 crops of 64 px than from 4 of 128 px, the same pixels a step
+(``--crop 128 --batch 4``; benchmarks/results/real_teacher_crop128.md). The student uses BatchNorm by default
+because its InstanceNorm after the first convolution removes the per-image colour statistics the teacher's
+colour changes follow; ``--student-norm instance`` gives the CycleGAN layout.
+
+The full scale holds the whole run to ``--time-budget`` minutes (70 by default): :func:`fit_to_budget` times
+a few steps of every row side by side on the host and, when the 1,000 steps would not fit, trains every row
+the largest shared step count that does (recorded in ``setup.budget``).
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ FEATURE_LAYERS = ("model.9", "model.12", "model.15", "model.18")  # GAN Compress
 FEATURE_CACHE_LIMIT = 2 << 30  # bytes of cached teacher activations (fp16) before layers are dropped
 METRICS = ("psnr_teacher", "ssim_teacher", "swd")
 # crd is not in the default list: its angle term is O(N³) in the crop side (column and row units), about 25x
-# an l1 step at crop 128 on one CPU thread, which alone would take the default run past its time budget.
+# an l1 step at 4 crops of 128 px on one CPU thread, so within the default time budget it would leave every row
+# a fraction of the steps.
 DEFAULT_METHODS = ("l1", "feature", "vem")
 
 # name -> (loss specs beyond the shared reconstruction, description); every row also gets 10·l1_teacher
@@ -94,7 +98,7 @@ class TranslationScale:
 
 SCALES = {
     "quick": TranslationScale(res=64, crop=32, batch=2, steps=40, lr=1e-3, eval_every=20, curve_images=4),
-    "full": TranslationScale(res=256, crop=128, batch=4, steps=1000, lr=1e-3, eval_every=100, time_budget_min=70.0),
+    "full": TranslationScale(res=256, crop=64, batch=16, steps=1000, lr=1e-3, eval_every=100, time_budget_min=70.0),
 }
 
 
@@ -332,7 +336,7 @@ def _psnr(outs: list[Any], targets: list[Any]) -> float:
 
 def train_row(method: str, seed: int, train: list[dict[str, Any]], curve: list[dict[str, Any]],
               scale: TranslationScale, layers: list[str]) -> tuple[Any, dict[str, Any]]:
-    """Train one student; returns it and ``{curve: [[step, psnr_teacher], ...], train_s, sec_per_step}``."""
+    """Train one student; returns it and ``{curve: [[step, psnr_teacher], ...], train_s, sec_per_step, first_step_s}``."""
     import torch
 
     from distill.engine.context import StepContext
@@ -361,7 +365,7 @@ def train_row(method: str, seed: int, train: list[dict[str, Any]], curve: list[d
     sampler.gen.manual_seed(10_000 + seed)  # the setup batch is not a training batch
     curve_x, curve_y = [c["input"] for c in curve], [c["target"] for c in curve]
     history = [[0, round(_psnr(predict(student, curve_x), curve_y), 4)]]
-    start, timed = time.perf_counter(), 0.0
+    start, timed, first = time.perf_counter(), 0.0, 0.0
     for step in range(scale.steps):
         t0 = time.perf_counter()
         for group in opt.param_groups:
@@ -373,13 +377,14 @@ def train_row(method: str, seed: int, train: list[dict[str, Any]], curve: list[d
         loss = sum(t.weight * t(ctx) for t in terms)
         _optimize(loss, opt)
         timed += time.perf_counter() - t0
+        first = first or timed
         if (step + 1) % scale.eval_every == 0 or step + 1 == scale.steps:
             history.append([step + 1, round(_psnr(predict(student, curve_x), curve_y), 4)])
     taps.close()
     del aux
     student.eval()
     return student, {"curve": history, "train_s": round(time.perf_counter() - start, 2),
-                     "sec_per_step": round(timed / scale.steps, 5)}
+                     "sec_per_step": round(timed / scale.steps, 5), "first_step_s": round(first, 5)}
 
 
 def _optimize(loss: Any, optimizer: Any) -> None:
@@ -454,6 +459,9 @@ def run_seed(job: SeedJob, seed: int, data: dict[str, Any]) -> dict[str, dict[st
     return out
 
 
+_WORKER_DATA: dict[str, dict[str, Any]] = {}
+
+
 def _row_worker(job: SeedJob, seed: int, cache: str, level: int) -> dict[str, dict[str, Any]]:
     import torch
 
@@ -463,7 +471,10 @@ def _row_worker(job: SeedJob, seed: int, cache: str, level: int) -> dict[str, di
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(level)
     t0 = time.perf_counter()
-    out = run_seed(job, seed, torch.load(cache, weights_only=True))
+    if cache not in _WORKER_DATA:  # a worker process trains several rows; it reads the cache once
+        _WORKER_DATA.clear()
+        _WORKER_DATA[cache] = torch.load(cache, weights_only=True)
+    out = run_seed(job, seed, _WORKER_DATA[cache])
     for row in out.values():
         row["info"]["job_s"] = round(time.perf_counter() - t0, 3)
     return out
@@ -534,7 +545,7 @@ def run_seeds(job: SeedJob, seeds: list[int], data: dict[str, Any], workers: int
 
 
 # ---------------------------------------------------------------------------------------------- budget
-CALIBRATION_STEPS = 4  # steps each row trains to measure the host; the first one's warm-up makes the estimate safe
+CALIBRATION_STEPS = 5  # steps each row trains to measure the host; the first (warm-up) is timed apart
 BUDGET_TAIL_S = 15.0  # the report, the table and the picture after the last row
 MIN_BUDGET_STEPS = 50  # fewer steps than this is no benchmark
 
@@ -558,9 +569,11 @@ def calibrate(runner: RowRunner, job: SeedJob, seed: int) -> dict[str, JobCost]:
     costs = {}
     for m in job.methods:
         info = rows[m]["info"]
-        sps, train_s, job_s = info["sec_per_step"], info["train_s"], info["job_s"]
-        costs[m] = JobCost(fixed_s=max(0.0, job_s - train_s), sec_per_step=sps,
-                           eval_s=max(0.0, train_s - k * sps) / curve_points(k, k))
+        timed, first = info["sec_per_step"] * k, info["first_step_s"]
+        # the warm-up step's extra time is paid once a job, so it goes with the fixed cost
+        sps = (timed - first) / (k - 1)
+        costs[m] = JobCost(fixed_s=max(0.0, info["job_s"] - info["train_s"]) + max(0.0, first - sps),
+                           sec_per_step=sps, eval_s=max(0.0, info["train_s"] - timed) / curve_points(k, k))
     return costs
 
 
