@@ -39,6 +39,7 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -474,9 +475,15 @@ def _row_worker(job: SeedJob, seed: int, cache: str, level: int) -> dict[str, di
     if cache not in _WORKER_DATA:  # a worker process trains several rows; it reads the cache once
         _WORKER_DATA.clear()
         _WORKER_DATA[cache] = torch.load(cache, weights_only=True)
-    out = run_seed(job, seed, _WORKER_DATA[cache])
+    return _timed_seed(job, seed, _WORKER_DATA[cache], t0)
+
+
+def _timed_seed(job: SeedJob, seed: int, data: dict[str, Any], started: float) -> dict[str, dict[str, Any]]:
+    """``run_seed``, each row's info stamped with ``job_s``: the seconds since ``started`` (the job's start,
+    data loading included), which the budget calibration needs."""
+    out = run_seed(job, seed, data)
     for row in out.values():
-        row["info"]["job_s"] = round(time.perf_counter() - t0, 3)
+        row["info"]["job_s"] = round(time.perf_counter() - started, 3)
     return out
 
 
@@ -518,10 +525,7 @@ class RowRunner:
         out: dict[int, dict[str, dict[str, Any]]] = {s: {} for s, _ in tasks}
         if self.pool is None:
             for s, m in tasks:
-                t0 = time.perf_counter()
-                row = run_seed(replace(job, methods=(m,)), s, self.data)
-                row[m]["info"]["job_s"] = round(time.perf_counter() - t0, 3)
-                out[s].update(row)
+                out[s].update(_timed_seed(replace(job, methods=(m,)), s, self.data, time.perf_counter()))
             return out
         level = log.getEffectiveLevel()
         futures = {(s, m): self.pool.submit(_row_worker, replace(job, methods=(m,)), s, str(self.cache), level)
@@ -537,20 +541,13 @@ def task_order(seeds: list[int], methods: tuple[str, ...], cost: dict[str, float
     return sorted(((s, m) for s in seeds for m in methods), key=lambda t: -cost.get(t[1], 1.0))
 
 
-def run_seeds(job: SeedJob, seeds: list[int], data: dict[str, Any], workers: int) -> dict[int, dict[str, dict[str, Any]]]:
-    """Every row of every seed (``workers`` at a time); ``{seed: {method: row}}`` in ``job.methods`` order."""
-    with RowRunner(data, workers, Path(job.work_dir)) as runner:
-        out = runner.run(job, task_order(seeds, job.methods))
-    return {s: {m: out[s][m] for m in job.methods} for s in seeds}
-
-
 # ---------------------------------------------------------------------------------------------- budget
 CALIBRATION_STEPS = 5  # steps each row trains to measure the host; the first (warm-up) is timed apart
 BUDGET_TAIL_S = 15.0  # the report, the table and the picture after the last row
 MIN_BUDGET_STEPS = 50  # fewer steps than this is no benchmark
 
 
-def _eval_every_for(scale: TranslationScale) -> Any:
+def _eval_every_for(scale: TranslationScale) -> Callable[[int], int]:
     """The curve interval for a run of ``n`` steps: as many curve points as the scale's own step count gives."""
     points = max(1, scale.steps // scale.eval_every)
     return lambda n: max(1, n // points)
@@ -577,9 +574,10 @@ def calibrate(runner: RowRunner, job: SeedJob, seed: int) -> dict[str, JobCost]:
     return costs
 
 
-def fit_to_budget(runner: RowRunner, job: SeedJob, seeds: list[int], started: float) -> tuple[SeedJob, dict[str, Any]]:
+def fit_to_budget(runner: RowRunner, job: SeedJob, seeds: list[int],
+                  started: float) -> tuple[SeedJob, dict[str, Any], list[tuple[int, str]]]:
     """Lower ``job``'s step count (every row alike) to what fits ``scale.time_budget_min`` on this host;
-    returns the job to run and the JSON's ``setup.budget``."""
+    returns the job to run, the JSON's ``setup.budget`` and the (seed, row) order the plan assumed."""
     from dataclasses import replace
 
     scale = job.scale
@@ -603,7 +601,7 @@ def fit_to_budget(runner: RowRunner, job: SeedJob, seeds: list[int], started: fl
     if steps < scale.steps:
         log.warning("bench distill translation: %d of %d steps a row fit --time-budget %g min on this host (%s)",
                     steps, scale.steps, scale.time_budget_min, describe(costs))
-    return replace(job, scale=replace(scale, steps=steps, eval_every=every(steps))), budget
+    return replace(job, scale=replace(scale, steps=steps, eval_every=every(steps))), budget, order
 
 
 # ------------------------------------------------------------------------------------------------- run
@@ -697,13 +695,12 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
                   provenance={"role": "student", "teacher": str(teacher_dir),
                               "teacher_sha256": t_info["sha256"]})
     workers = max(1, min(jobs or default_jobs(), len(seeds) * len(methods)))
-    budget = None
+    budget, tasks = None, task_order(seeds, job.methods)
     with RowRunner({"train": train, "test": test, "curve": curve_set}, workers, work_dir) as runner:
-        if scale.time_budget_min:
-            job, budget = fit_to_budget(runner, job, seeds, wall0)
+        if scale.time_budget_min:  # the run keeps the order the budget was planned on
+            job, budget, tasks = fit_to_budget(runner, job, seeds, wall0)
             scale = job.scale
-        cost = {m: c["sec_per_step"] for m, c in budget["calibration"].items()} if budget else None
-        done = runner.run(job, task_order(seeds, job.methods, cost))
+        done = runner.run(job, tasks)
     by_seed = {s: {m: done[s][m] for m in methods} for s in seeds}
     per = {m: [by_seed[s][m]["metrics"] for s in seeds] for m in methods}
     extras = {m: [by_seed[s][m]["info"] for s in seeds] for m in methods}
