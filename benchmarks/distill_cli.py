@@ -75,7 +75,8 @@ def seed_list(values: list[int]) -> list[int]:
     """``--seeds N`` (one number): seeds 0..N-1; several numbers: exactly those seeds."""
     if len(values) == 1:
         if values[0] < 1:
-            raise ConfigError(f"--seeds must be at least 1, got {values[0]}")
+            raise ConfigError(f"--seeds {values[0]}: one number is a count of seeds (0..N-1) and must be at least 1; "
+                              "`--seeds 1` trains seed 0 alone")
         return list(range(values[0]))
     if len(set(values)) != len(values) or min(values) < 0:
         raise ConfigError(f"--seeds lists each seed once, none negative; got {values}")

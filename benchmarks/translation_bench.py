@@ -148,9 +148,9 @@ def split_photos(root: Path, fraction: float, seed: int = 0, max_train: int | No
             "test_files": [str(p.relative_to(root)) for p in test]}
 
 
-def load_photo(path: Path, res: int) -> Any:
+def load_photo(path: Path, res: int, step: int = 4) -> Any:
     """RGB photo -> (3, H, W) in [-1, 1], the short side resized to ``res`` (bicubic), both sides cut to a
-    multiple of 4 (centred) so every ResNet generator maps it to the same size."""
+    multiple of ``step`` (centred; :func:`size_step`) so the teacher and the student map it to the same size."""
     import numpy as np
     import torch
     from PIL import Image
@@ -165,8 +165,27 @@ def load_photo(path: Path, res: int) -> Any:
         raise DatasetError(f"{path}: not a readable image ({exc})") from exc
     arr = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).permute(2, 0, 1) / 127.5 - 1.0
     h, w = arr.shape[-2:]
-    top, left = (h % 4) // 2, (w % 4) // 2
-    return arr[:, top:top + h - h % 4, left:left + w - w % 4].contiguous()
+    top, left = (h % step) // 2, (w % step) // 2
+    return arr[:, top:top + h - h % step, left:left + w - w % step].contiguous()
+
+
+def size_step(teacher: Any, scale: TranslationScale) -> int:
+    """The multiple both sides of every photo are cut to: the least one that the teacher's and the student's
+    architectures both take (a ResNet halves twice, so 4; pix2pix's ``unet_256`` halves 8 times, so 256)."""
+    import math
+
+    from distill.registry import model_info
+
+    arch = teacher.slimgan_config["arch"]
+    info = model_info(arch)
+    if info.input_kind != "image" or teacher.slimgan_config["kwargs"].get("input_nc", 3) != 3:
+        raise ConfigError(f"--task translation needs a photo-to-photo teacher (3 channels in and out); the teacher "
+                          f"is {arch} ({info.input_kind} input): use --task unconditional for a latent generator")
+    step = math.lcm(4, info.size_multiple, model_info(scale.student_arch).size_multiple)
+    if scale.res < step:
+        raise ConfigError(f"--res {scale.res} is smaller than the teacher's size step: {arch} takes sides that are "
+                          f"multiples of {step}; pass --res {step} or more")
+    return step
 
 
 # ------------------------------------------------------------------------------------- teacher cache
@@ -192,25 +211,31 @@ class _Taps:
             h.remove()
 
 
-def feature_layers(teacher: Any, student: Any, sample_shape: tuple[int, int], n_train: int) -> list[str]:
-    """The feature-KD layers both models have, at most as many as fit :data:`FEATURE_CACHE_LIMIT` (evenly kept)."""
+def shared_layers(teacher: Any, student: Any) -> list[str]:
+    """The feature-KD layers (:data:`FEATURE_LAYERS`) both models have."""
     t_mods, s_mods = dict(teacher.named_modules()), dict(student.named_modules())
-    layers = [p for p in FEATURE_LAYERS if p in t_mods and p in s_mods]
+    return [p for p in FEATURE_LAYERS if p in t_mods and p in s_mods]
+
+
+def feature_layers(teacher: Any, student: Any, sample_shape: tuple[int, int], n_train: int, step: int = 4) -> list[str]:
+    """The feature-KD layers both models have, at most as many as fit :data:`FEATURE_CACHE_LIMIT` (evenly kept)."""
+    layers = shared_layers(teacher, student)
     if not layers:
         return []
     import torch
 
+    side = max(32, step)
     taps = _Taps(teacher, layers)
     with torch.no_grad():
-        teacher(torch.zeros(1, 3, 32, 32))
+        teacher(torch.zeros(1, 3, side, side))
     taps.close()
-    per_pixel = sum(f.shape[1] / (32 * 32 / (f.shape[-1] * f.shape[-2])) for f in taps.feats.values()) / len(layers)
+    per_pixel = sum(f.shape[1] / (side * side / (f.shape[-1] * f.shape[-2])) for f in taps.feats.values()) / len(layers)
     per_layer = per_pixel * sample_shape[0] * sample_shape[1] * 2 * n_train
     keep = max(1, min(len(layers), int(FEATURE_CACHE_LIMIT // max(per_layer, 1))))
     return [layers[round(i * (len(layers) - 1) / max(1, keep - 1))] for i in range(keep)] if keep < len(layers) else layers
 
 
-def teacher_pass(teacher: Any, photos: list[Path], res: int, layers: list[str]) -> list[dict[str, Any]]:
+def teacher_pass(teacher: Any, photos: list[Path], res: int, layers: list[str], step: int = 4) -> list[dict[str, Any]]:
     """Per photo: ``input`` and the teacher's ``target`` (fp32) and activations at ``layers`` (fp16)."""
     import torch
 
@@ -218,7 +243,7 @@ def teacher_pass(teacher: Any, photos: list[Path], res: int, layers: list[str]) 
     items = []
     with torch.no_grad():
         for path in photos:
-            x = load_photo(path, res)
+            x = load_photo(path, res, step)
             y = teacher(x.unsqueeze(0)).float().clamp(-1, 1)[0]
             if y.shape != x.shape:
                 raise CheckpointError(f"the teacher maps a {tuple(x.shape)} photo to {tuple(y.shape)}; the "
@@ -234,15 +259,18 @@ CROP_CHECK_PHOTOS = 8  # training photos the crop-target check runs the teacher 
 
 
 def crop_target_psnr(teacher: Any, items: list[dict[str, Any]], crop: int,
-                     n: int = CROP_CHECK_PHOTOS) -> float | None:
+                     n: int = CROP_CHECK_PHOTOS, step: int = 4) -> float | None:
     """PSNR between the teacher run on a centre ``crop`` of each of the first ``n`` training photos and the same
     crop of its whole-photo output (the cached target). Low values mean the targets of a crop depend on context
     outside it (the teacher's InstanceNorm statistics and receptive field), so a crop-trained student chases
-    targets it cannot see; None when no photo is larger than the crop."""
+    targets it cannot see; None when no photo is larger than the crop, or the teacher cannot run on a crop that size
+    (not a multiple of its size ``step``)."""
     import torch
 
     from distill.metrics import psnr
 
+    if crop % step:
+        return None
     scores = []
     with torch.no_grad():
         for item in items[:n]:
@@ -619,17 +647,18 @@ def prepare_data(teacher: Any, photos: Path, methods: list[str], scale: Translat
 
     split = split_photos(photos, scale.test_fraction, max_train=scale.max_train, max_test=scale.max_test)
     probe = create_model(scale.student_arch, ngf=scale.student_ngf, norm=scale.student_norm)
-    shape = load_photo(split["train"][0], scale.res).shape[-2:]
-    layers = feature_layers(teacher, probe, tuple(shape), len(split["train"])) if "feature" in methods else []
+    step = size_step(teacher, scale)
+    shape = load_photo(split["train"][0], scale.res, step).shape[-2:]
+    layers = feature_layers(teacher, probe, tuple(shape), len(split["train"]), step) if "feature" in methods else []
     t0 = time.perf_counter()
-    train = teacher_pass(teacher, split["train"], scale.res, layers)
-    test = teacher_pass(teacher, split["test"], scale.res, [])
+    train = teacher_pass(teacher, split["train"], scale.res, layers, step)
+    test = teacher_pass(teacher, split["test"], scale.res, [], step)
     teacher_s = time.perf_counter() - t0
     for item in test:
         item["feats"] = {}
     return {"split": split, "student_params": sum(p.numel() for p in probe.parameters()), "layers": layers,
             "train": train, "test": test, "teacher_pass_s": teacher_s,
-            "crop_target_psnr": crop_target_psnr(teacher, train, scale.crop)}
+            "size_step": step, "crop_target_psnr": crop_target_psnr(teacher, train, scale.crop, step=step)}
 
 
 def setup_block(teacher: dict[str, Any], photos: Path, prep: dict[str, Any], scale: TranslationScale,
@@ -644,7 +673,8 @@ def setup_block(teacher: dict[str, Any], photos: Path, prep: dict[str, Any], sca
         "photos": str(photos), "split": split["how"], "train_images": len(split["train"]),
         "test_images": len(split["test"]), "test_files": split["test_files"],
         "photos_available": split["available"],
-        "res": scale.res, "res_rule": "short side resized to res (bicubic), sides cut to a multiple of 4",
+        "res": scale.res, "res_rule": f"short side resized to res (bicubic), sides cut to a multiple of {prep['size_step']} "
+                                      "(the teacher's and the student's size step)",
         "scale": asdict(scale), "feature_layers": layers, "seeds": list(seeds),
         "targets": "teacher outputs on every photo at res, computed once (pseudo-pairs); crops cut from them",
         "crop_target_psnr": prep["crop_target_psnr"],
@@ -661,22 +691,48 @@ def setup_block(teacher: dict[str, Any], photos: Path, prep: dict[str, Any], sca
     }
 
 
+def _known_methods(methods: list[str] | None) -> list[str]:
+    chosen = list(dict.fromkeys(DEFAULT_METHODS if methods is None else methods))
+    if "l1" not in chosen:
+        chosen.insert(0, "l1")
+    for m in chosen:
+        if m not in METHODS:
+            raise ConfigError(f"unknown method {m!r} in --methods; choose from {', '.join(METHODS)}")
+    return chosen
+
+
+def rows_for_teacher(methods: list[str], teacher: Any, scale: TranslationScale,
+                     explicit: bool) -> tuple[list[str], dict[str, str]]:
+    """``methods`` less the rows this teacher cannot train, and ``{row: why}`` for each left out. The feature row
+    needs layers both networks have (a pix2pix U-Net teacher has none of a ResNet student's); asked for by
+    ``--methods``, it stops the run before the teacher pass instead."""
+    from distill.registry import create_model
+
+    if "feature" not in methods:
+        return methods, {}
+    probe = create_model(scale.student_arch, ngf=scale.student_ngf, norm=scale.student_norm)
+    if shared_layers(teacher, probe):
+        return methods, {}
+    why = (f"the teacher ({teacher.slimgan_config['arch']}) and the student ({scale.student_arch}) share none of "
+           f"the feature-KD layers ({', '.join(FEATURE_LAYERS)})")
+    if explicit:
+        raise ConfigError(f"--methods feature: {why}; leave 'feature' out of --methods")
+    log.warning("bench distill translation: no feature row: %s", why)
+    return [m for m in methods if m != "feature"], {"feature": why}
+
+
 def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos: str | Path,
-                          seeds: list[int], methods: list[str], scale: TranslationScale,
+                          seeds: list[int], methods: list[str] | None, scale: TranslationScale,
                           quick: bool = False, work: str | Path | None = None, command: str = "",
                           jobs: int | None = None) -> dict[str, Any]:
-    """Run every method for every seed (``jobs`` rows at a time, each in its own process with one torch
-    thread; default one per core, at most 4); write ``out_json``, the ``.md`` table and the ``.png`` picture."""
+    """Run every method (None: :data:`DEFAULT_METHODS`, less those the teacher cannot train) for every seed
+    (``jobs`` rows at a time, each in its own process with one torch thread; default one per core, at most 4);
+    write ``out_json``, the ``.md`` table and the ``.png`` picture."""
     import torch
 
     from distill.checkpoint import load_checkpoint
 
-    methods = list(dict.fromkeys(methods))
-    if "l1" not in methods:
-        methods.insert(0, "l1")
-    for m in methods:
-        if m not in METHODS:
-            raise ConfigError(f"unknown method {m!r} in --methods; choose from {', '.join(METHODS)}")
+    chosen = _known_methods(methods)
     if not seeds:
         raise ConfigError("--seeds must list at least one seed")
     out_json = Path(out_json)
@@ -686,6 +742,8 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
     for p in teacher.parameters():
         p.requires_grad_(False)
     t_info = teacher_info(teacher, Path(teacher_dir))
+    size_step(teacher, scale)  # a teacher that cannot take these photos stops the run before anything else
+    methods, left_out = rows_for_teacher(chosen, teacher, scale, explicit=methods is not None)
     prep = prepare_data(teacher, Path(photos), methods, scale)
     layers, train, test = prep["layers"], prep["train"], prep["test"]
     curve_set = test[:scale.curve_images]
@@ -719,6 +777,7 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
     report["baseline_vs_identity"] = baseline_vs_identity(report)
     if budget:
         report["setup"]["budget"] = budget
+    report["setup"]["rows_left_out"] = left_out
     report["setup"]["wall_s"] = round(time.perf_counter() - wall0, 1)
     report["setup"]["cpu_s"] = round(time.process_time() - cpu0 + _children_cpu() - child0, 1)
     report["setup"]["torch_threads"] = 1 if workers > 1 else torch.get_num_threads()
@@ -788,6 +847,8 @@ def format_translation_table(report: dict[str, Any]) -> str:
                      f"{format_cmp(cmp.get('swd'), 1)} | {'yes' if r['all_flat'] else 'no'} | "
                      f"{r.get('sec_per_step', 0):.3f} |")
     lines += _identity_lines(report)
+    left_out = s.get("rows_left_out") or {}
+    lines += ["", *(f"Row left out: {m}: {why}." for m, why in left_out.items())] if left_out else []
     lines += ["", "Mean ± sample std over seeds. vs l1: mean paired difference [95% t-interval]; 'better' / "
               "'worse' only when the interval excludes 0. Curve flat: held-out psnr_teacher gained < 0.1 dB over "
               "the last quarter of the steps, every seed.", "",
@@ -929,7 +990,7 @@ def run_translation_cli(args: Any, seeds: list[int]) -> int:
         scale = replace(scale, crop=scale.res - scale.res % 4)
     if scale.steps < scale.eval_every:
         scale = replace(scale, eval_every=max(1, scale.steps // 4))
-    methods = [m.strip() for m in (args.methods or ",".join(DEFAULT_METHODS)).split(",") if m.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     report = run_translation_bench(args.out, args.teacher, args.photos, seeds, methods, scale, quick=args.quick,
                                    work=args.work, command=" ".join(["slimgan", *sys.argv[1:]]),
                                    jobs=getattr(args, "jobs", None))

@@ -285,3 +285,43 @@ def test_time_budget_lowers_every_row_to_the_steps_that_fit(tmp_path, capsys) ->
     assert not (tmp_path / "none.json").exists()
     assert main([*args, "--time-budget", "-1", "--out", str(tmp_path / "neg.json")]) == 2
     assert "--time-budget must be 0 (no budget) or more minutes, got -1" in capsys.readouterr().err
+
+
+def test_unet_teacher_photos_cut_to_its_size_step_and_the_feature_row_left_out(tmp_path) -> None:
+    torch.manual_seed(0)
+    teacher = save_checkpoint(create_model("unet_128", ngf=4), tmp_path / "unet", {"role": "teacher"})
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):  # 150 x 200 at --res 128 is 128 x 170, cut to 128 x 128
+        Image.fromarray(rng.integers(0, 255, (150, 200, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    out = tmp_path / "u.json"
+    assert main(["bench", "distill", "--task", "translation", "--teacher", str(teacher), "--photos", str(photos),
+                 "--quick", "--res", "128", "--steps", "2", "--seeds", "1", "--jobs", "1", "--work", str(tmp_path / "w"),
+                 "--no-progress", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [r["method"] for r in report["rows"]] == ["l1", "vem"]  # the default rows less feature
+    assert "unet_128" in report["setup"]["rows_left_out"]["feature"]
+    assert "multiple of 128" in report["setup"]["res_rule"]
+    assert report["setup"]["crop_target_psnr"] is None  # the 32 px crops are no input for a 128-step teacher
+    assert load_photo(photos / "0.png", 128, 128).shape == (3, 128, 128)
+    assert "Row left out: feature: the teacher (unet_128)" in out.with_suffix(".md").read_text()
+
+
+def test_translation_teacher_errors_name_the_fix(tmp_path, capsys) -> None:
+    photos = _photos(tmp_path / "photos", 4)
+    torch.manual_seed(0)
+    unet = save_checkpoint(create_model("unet_128", ngf=4), tmp_path / "unet", {"role": "teacher"})
+    dcgan = save_checkpoint(create_model("dcgan", nz=16, ngf=4, image_size=32), tmp_path / "dcgan", {"role": "teacher"})
+    base = ["bench", "distill", "--task", "translation", "--photos", str(photos), "--quick", "--out",
+            str(tmp_path / "x.json")]
+    assert main([*base, "--teacher", str(unet)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--res 64 is smaller than the teacher's size step" in err and "pass --res 128" in err and "\n" not in err
+    assert main([*base, "--teacher", str(unet), "--res", "128", "--methods", "l1,feature"]) == 2
+    assert "--methods feature: the teacher (unet_128)" in capsys.readouterr().err
+    assert main([*base, "--teacher", str(dcgan)]) == 2
+    assert "use --task unconditional" in capsys.readouterr().err
+    assert main(["bench", "distill", "--task", "translation", "--teacher", str(unet), "--photos", str(photos),
+                 "--seeds", "0", "--out", str(tmp_path / "x.json")]) == 2
+    assert "`--seeds 1` trains seed 0 alone" in capsys.readouterr().err
