@@ -502,7 +502,9 @@ def _row_worker(job: SeedJob, seed: int, cache: str, level: int) -> dict[str, di
     t0 = time.perf_counter()
     if cache not in _WORKER_DATA:  # a worker process trains several rows; it reads the cache once
         _WORKER_DATA.clear()
-        _WORKER_DATA[cache] = torch.load(cache, weights_only=True)
+        # mapped, not read: the workers share the file's pages instead of each holding a copy of every
+        # photo, target and teacher activation
+        _WORKER_DATA[cache] = torch.load(cache, weights_only=True, mmap=True)
     return _timed_seed(job, seed, _WORKER_DATA[cache], t0)
 
 
