@@ -155,9 +155,11 @@ def load_photo(path: Path, res: int, step: int = 4) -> Any:
     import torch
     from PIL import Image
 
+    from serve.imaging import to_rgb
+
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
+            img = to_rgb(img)  # a 16-bit PNG scaled, not clipped to white as convert("RGB") would
             w, h = img.size
             scale = res / min(w, h)
             img = img.resize((max(4, round(w * scale)), max(4, round(h * scale))), Image.BICUBIC)

@@ -243,6 +243,12 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """A decoded image of any mode as 8-bit RGB: 16-bit samples scaled (not clipped), alpha composited on the
+    service's background."""
+    return _flatten_alpha(_to_8bit(image)).convert("RGB")
+
+
 def output_size(original: tuple[int, int], inference: tuple[int, int], upscale: bool) -> tuple[int, int]:
     """The (W, H) a translation is answered at: ``original``, shrunk (keeping its aspect) so its longer
     side does not pass the inference size's longer side unless ``upscale``."""

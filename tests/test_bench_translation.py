@@ -325,3 +325,18 @@ def test_translation_teacher_errors_name_the_fix(tmp_path, capsys) -> None:
     assert main(["bench", "distill", "--task", "translation", "--teacher", str(unet), "--photos", str(photos),
                  "--seeds", "0", "--out", str(tmp_path / "x.json")]) == 2
     assert "`--seeds 1` trains seed 0 alone" in capsys.readouterr().err
+
+
+def test_load_photo_scales_16_bit_samples_and_composites_alpha(tmp_path) -> None:
+    grey16 = np.full((40, 48), 32896, dtype=np.uint16)  # 32896 / 257 = 128 in 8 bits
+    Image.fromarray(grey16).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    x = load_photo(tmp_path / "g16.png", 32)
+    assert x.shape == (3, 32, 36) and float(x.mean()) == pytest.approx(128 / 127.5 - 1, abs=0.01)  # not white
+    rgba = np.zeros((40, 40, 4), dtype=np.uint8)
+    rgba[..., 0] = 255  # red, half of it transparent
+    rgba[:, :20, 3] = 255
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    y = load_photo(tmp_path / "a.png", 40)
+    assert y.shape == (3, 40, 40) and float(y[0, :, :20].mean()) == pytest.approx(1.0)
+    assert not torch.allclose(y[:, :, 30:], y[:, :, :10])  # the transparent half is the background, not red
