@@ -180,9 +180,12 @@ def size_step(teacher: Any, scale: TranslationScale) -> int:
 
     arch = teacher.slimgan_config["arch"]
     info = model_info(arch)
-    if info.input_kind != "image" or teacher.slimgan_config["kwargs"].get("input_nc", 3) != 3:
-        raise ConfigError(f"--task translation needs a photo-to-photo teacher (3 channels in and out); the teacher "
-                          f"is {arch} ({info.input_kind} input): use --task unconditional for a latent generator")
+    if info.input_kind != "image":
+        raise ConfigError(f"--task translation needs an image-to-image teacher; {arch} is a {info.input_kind} "
+                          "generator: use --task unconditional")
+    channels = teacher.slimgan_config["kwargs"].get("input_nc", 3)
+    if channels != 3:
+        raise ConfigError(f"--task translation feeds RGB photos; the teacher ({arch}) takes {channels} channel(s)")
     step = math.lcm(4, info.size_multiple, model_info(scale.student_arch).size_multiple)
     if scale.res < step:
         raise ConfigError(f"--res {scale.res} is smaller than the teacher's size step: {arch} takes sides that are "
@@ -964,6 +967,8 @@ def run_translation_cli(args: Any, seeds: list[int]) -> int:
     """``slimgan bench distill --task translation``: check the flags, pick the scale, run, print the table."""
     from dataclasses import replace
 
+    from distill.registry import model_info
+
     if not args.teacher:
         raise ConfigError("--task translation needs --teacher DIR (a checkpoint directory, e.g. from slimgan import)")
     if not args.photos:
@@ -992,6 +997,11 @@ def run_translation_cli(args: Any, seeds: list[int]) -> int:
         scale = replace(scale, time_budget_min=None)
     if scale.crop > scale.res:
         scale = replace(scale, crop=scale.res - scale.res % 4)
+    step = model_info(scale.student_arch).size_multiple
+    if scale.crop % step:
+        low = scale.crop - scale.crop % step
+        raise ConfigError(f"--crop {scale.crop} is not a multiple of {step} ({scale.student_arch} takes sides that are); "
+                          f"use --crop {low or step} or {low + step}")
     if scale.steps < scale.eval_every:
         scale = replace(scale, eval_every=max(1, scale.steps // 4))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None

@@ -322,6 +322,8 @@ def test_translation_teacher_errors_name_the_fix(tmp_path, capsys) -> None:
     assert "--methods feature: the teacher (unet_128)" in capsys.readouterr().err
     assert main([*base, "--teacher", str(dcgan)]) == 2
     assert "use --task unconditional" in capsys.readouterr().err
+    assert main([*base, "--teacher", str(unet), "--res", "128", "--crop", "30"]) == 2
+    assert "--crop 30 is not a multiple of 4" in capsys.readouterr().err
     assert main(["bench", "distill", "--task", "translation", "--teacher", str(unet), "--photos", str(photos),
                  "--seeds", "0", "--out", str(tmp_path / "x.json")]) == 2
     assert "`--seeds 1` trains seed 0 alone" in capsys.readouterr().err
