@@ -647,14 +647,14 @@ def teacher_info(teacher: Any, path: Path) -> dict[str, Any]:
             "sha256": getattr(teacher, "slimgan_checkpoint", {}).get("sha256")}
 
 
-def prepare_data(teacher: Any, photos: Path, methods: list[str], scale: TranslationScale) -> dict[str, Any]:
+def prepare_data(teacher: Any, photos: Path, methods: list[str], scale: TranslationScale, step: int) -> dict[str, Any]:
     """Split ``photos``, pick the feature layers, run the teacher once over every photo (its outputs and, for
-    the feature row, activations are the cache every row trains on) and measure the crop-target check."""
+    the feature row, activations are the cache every row trains on; photos cut to :func:`size_step`'s ``step``)
+    and measure the crop-target check."""
     from distill.registry import create_model
 
     split = split_photos(photos, scale.test_fraction, max_train=scale.max_train, max_test=scale.max_test)
     probe = create_model(scale.student_arch, ngf=scale.student_ngf, norm=scale.student_norm)
-    step = size_step(teacher, scale)
     shape = load_photo(split["train"][0], scale.res, step).shape[-2:]
     layers = feature_layers(teacher, probe, tuple(shape), len(split["train"]), step) if "feature" in methods else []
     t0 = time.perf_counter()
@@ -749,9 +749,9 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
     for p in teacher.parameters():
         p.requires_grad_(False)
     t_info = teacher_info(teacher, Path(teacher_dir))
-    size_step(teacher, scale)  # a teacher that cannot take these photos stops the run before anything else
+    step = size_step(teacher, scale)  # a teacher that cannot take these photos stops the run before anything else
     methods, left_out = rows_for_teacher(chosen, teacher, scale, explicit=methods is not None)
-    prep = prepare_data(teacher, Path(photos), methods, scale)
+    prep = prepare_data(teacher, Path(photos), methods, scale, step)
     layers, train, test = prep["layers"], prep["train"], prep["test"]
     curve_set = test[:scale.curve_images]
     test_x, test_y = [t["input"] for t in test], [t["target"] for t in test]
@@ -995,9 +995,9 @@ def run_translation_cli(args: Any, seeds: list[int]) -> int:
         scale = replace(scale, time_budget_min=budget or None)
     elif args.steps is not None:  # steps the user asked for are trained as asked
         scale = replace(scale, time_budget_min=None)
-    if scale.crop > scale.res:
-        scale = replace(scale, crop=scale.res - scale.res % 4)
     step = model_info(scale.student_arch).size_multiple
+    if scale.crop > scale.res:
+        scale = replace(scale, crop=scale.res - scale.res % step)
     if scale.crop % step:
         low = scale.crop - scale.crop % step
         raise ConfigError(f"--crop {scale.crop} is not a multiple of {step} ({scale.student_arch} takes sides that are); "
