@@ -28,7 +28,7 @@ because its InstanceNorm after the first convolution removes the per-image colou
 colour changes follow; ``--student-norm instance`` gives the CycleGAN layout.
 
 The full scale holds the whole run to ``--time-budget`` minutes (70 by default): :func:`fit_to_budget` times
-a few steps of every row side by side on the host and, when the 1,000 steps would not fit, trains every row
+a few steps of every row side by side on the host and, when the 2,000 steps would not fit, trains every row
 the largest shared step count that does (recorded in ``setup.budget``).
 """
 
@@ -99,7 +99,7 @@ class TranslationScale:
 
 SCALES = {
     "quick": TranslationScale(res=64, crop=32, batch=2, steps=40, lr=1e-3, eval_every=20, curve_images=4),
-    "full": TranslationScale(res=256, crop=64, batch=16, steps=1000, lr=1e-3, eval_every=100, time_budget_min=70.0),
+    "full": TranslationScale(res=256, crop=64, batch=16, steps=2000, lr=1e-3, eval_every=200, time_budget_min=70.0),
 }
 
 
@@ -378,13 +378,15 @@ def train_row(method: str, seed: int, train: list[dict[str, Any]], curve: list[d
 
     torch.manual_seed(seed)
     student = create_model(scale.student_arch, ngf=scale.student_ngf, norm=scale.student_norm)
-    student.train()
+    # NHWC lets oneDNN pick its blocked CPU convolution kernels: the same fp32 step in about 3/4 of the time.
+    student.to(memory_format=torch.channels_last).train()
     terms = build_terms(method, layers)
     taps = _Taps(student, sorted({p for t in terms for p in t.student_layers()}))
     sampler = CropSampler(train, scale.crop, scale.batch, seed)
 
     def context(step: int) -> StepContext:
         x, y, feats = sampler()
+        x, y = x.contiguous(memory_format=torch.channels_last), y.contiguous(memory_format=torch.channels_last)
         out = student(x)
         return StepContext(step=step, real_a=x, real_b=None, paired=False, student=student, teacher=None,
                            student_out=out, teacher_out=y, student_feats=dict(taps.feats), teacher_feats=feats)
@@ -393,6 +395,8 @@ def train_row(method: str, seed: int, train: list[dict[str, Any]], curve: list[d
         first = context(0)
     for t in terms:
         t.setup(first)
+        # the adapters and VEM's energy net that setup built, likewise (some terms shadow .to with a setting)
+        torch.nn.Module.to(t, memory_format=torch.channels_last)
     params = list(student.parameters()) + [p for t in terms for p in t.student_parameters()]
     opt = torch.optim.Adam(params, lr=scale.lr, betas=ADAM_BETAS)
     aux = [o for t in terms for o in t.aux_optimizers().values()]
