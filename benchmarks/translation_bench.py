@@ -378,7 +378,8 @@ def train_row(method: str, seed: int, train: list[dict[str, Any]], curve: list[d
 
     torch.manual_seed(seed)
     student = create_model(scale.student_arch, ngf=scale.student_ngf, norm=scale.student_norm)
-    # NHWC lets oneDNN pick its blocked CPU convolution kernels: the same fp32 step in about 3/4 of the time.
+    # NHWC lets oneDNN use its blocked CPU convolution kernels, which train this small student faster than
+    # NCHW at the same fp32 precision (the calibration speeds are in README, Distillation).
     student.to(memory_format=torch.channels_last).train()
     terms = build_terms(method, layers)
     taps = _Taps(student, sorted({p for t in terms for p in t.student_layers()}))
