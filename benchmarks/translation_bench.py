@@ -396,8 +396,7 @@ def train_row(method: str, seed: int, train: list[dict[str, Any]], curve: list[d
         first = context(0)
     for t in terms:
         t.setup(first)
-        # the adapters and VEM's energy net that setup built, likewise (some terms shadow .to with a setting)
-        torch.nn.Module.to(t, memory_format=torch.channels_last)
+        t.to(memory_format=torch.channels_last)  # the adapters and VEM's energy net that setup built, likewise
     params = list(student.parameters()) + [p for t in terms for p in t.student_parameters()]
     opt = torch.optim.Adam(params, lr=scale.lr, betas=ADAM_BETAS)
     aux = [o for t in terms for o in t.aux_optimizers().values()]

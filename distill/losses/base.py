@@ -105,7 +105,7 @@ class LossTerm(nn.Module):
     def teacher_needed(cls, options: Mapping[str, Any], paired: bool) -> bool:
         """Whether a term built from ``options`` reads G_t(x) on paired (or unpaired) data; nothing is built."""
         init = inspect.signature(cls.__init__).parameters
-        to = options.get("to", init["to"].default if "to" in init else getattr(cls, "to", None))
+        to = options.get("to", init["to"].default if "to" in init else getattr(cls, "target_of", None))
         if to is None:
             return cls.needs_teacher
         return to == "teacher" or (to == "auto" and not paired)

@@ -102,13 +102,13 @@ class _OutputTerm(LossTerm):
 
     def __init__(self, to: str = "teacher") -> None:
         super().__init__()
-        self.to = to
+        self.target_of = to
 
     def distance(self, student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def forward(self, ctx: StepContext) -> torch.Tensor:
-        targets = teacher_targets(ctx, self.to, self.name)
+        targets = teacher_targets(ctx, self.target_of, self.name)
         total = ctx.student_out.new_zeros(())
         for t in targets:
             total = total + self.distance(ctx.student_out, t.detach())

@@ -120,7 +120,7 @@ class PerceptualTerm(LossTerm):
         super().__init__()
         if input_norm not in ("imagenet", "raw"):
             raise ValueError(f"input_norm must be imagenet or raw ((x+1)/2 as OMGD / CRD), got {input_norm!r}")
-        self.to = to
+        self.target_of = to
         self.loss = build_perceptual(vgg16, feature_layer=feature_layer, feature_weight=feature_weight,
                                      style_weight=style_weight)
         self.enabled = self.loss is not None
@@ -140,6 +140,6 @@ class PerceptualTerm(LossTerm):
 
         total = ctx.student_out.new_zeros(())
         with torch.autocast(ctx.student_out.device.type, enabled=False):
-            for t in teacher_targets(ctx, self.to, self.name):
+            for t in teacher_targets(ctx, self.target_of, self.name):
                 total = total + self.loss(ctx.student_out.float(), t.float())
         return total

@@ -24,13 +24,13 @@ def _distance(a: torch.Tensor, b: torch.Tensor, p: int) -> torch.Tensor:
 
 class _Reconstruction(LossTerm):
     p = 1
-    to = "teacher"
+    target_of = "teacher"  # the `to` option; named apart so it does not hide nn.Module.to
 
     def reference(self, ctx: StepContext) -> torch.Tensor:
         """G_t(x) or the real y, per ``to`` (``auto``: y on paired batches); see ``teacher_targets``."""
         from distill.losses.omgd import teacher_targets
 
-        return teacher_targets(ctx, self.to, self.name)[0]
+        return teacher_targets(ctx, self.target_of, self.name)[0]
 
     def forward(self, ctx: StepContext) -> torch.Tensor:
         return _distance(ctx.student_out, self.reference(ctx).detach(), self.p)
@@ -40,35 +40,35 @@ class _Reconstruction(LossTerm):
 class L1Teacher(_Reconstruction):
     """``E ||G_s(x) - G_t(x)||₁``."""
 
-    p, to = 1, "teacher"
+    p, target_of = 1, "teacher"
 
 
 @register_loss("mse_teacher")
 class MSETeacher(_Reconstruction):
     """``E ||G_s(x) - G_t(x)||²`` (KD-GAN MSE scheme, Eq. 3)."""
 
-    p, to = 2, "teacher"
+    p, target_of = 2, "teacher"
 
 
 @register_loss("l1_target")
 class L1Target(_Reconstruction):
     """``E ||G_s(x) - y||₁`` (pix2pix L1 term, λ_L1 = 100)."""
 
-    p, to = 1, "target"
+    p, target_of = 1, "target"
 
 
 @register_loss("mse_target")
 class MSETarget(_Reconstruction):
     """``E ||G_s(x) - y||²``."""
 
-    p, to = 2, "target"
+    p, target_of = 2, "target"
 
 
 @register_loss("recon")
 class Recon(_Reconstruction):
     """L1 (``p: 1``) or MSE (``p: 2``) to the target on paired batches, else to the teacher."""
 
-    to = "auto"
+    target_of = "auto"
 
     def __init__(self, p: int = 1):
         if p not in (1, 2):

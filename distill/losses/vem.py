@@ -243,7 +243,7 @@ class VEMTerm(LossTerm):
         super().__init__()
         if lr_schedule not in ("fixed", "train"):
             raise ValueError(f"lr_schedule must be fixed or train, got {lr_schedule!r}")
-        self.to = to
+        self.target_of = to
         self.aux_lr_schedule = lr_schedule
         self.cfg = VEMConfig(lambda_mi=1.0, channels=int(channels), langevin_steps=int(langevin_steps),
                              step_size=float(step_size), noise_std=float(noise_std), lr=float(lr),
@@ -253,7 +253,7 @@ class VEMTerm(LossTerm):
     def _target(self, ctx: StepContext) -> torch.Tensor:
         from distill.losses.omgd import teacher_targets
 
-        return teacher_targets(ctx, self.to, self.name)[0]
+        return teacher_targets(ctx, self.target_of, self.name)[0]
 
     def setup(self, ctx: StepContext) -> None:
         if self.vem is None:

@@ -66,7 +66,7 @@ class VIDTerm(LossTerm):
 
     def __init__(self, to: str = "auto", hidden: int | None = None, init_var: float = 1.0) -> None:
         super().__init__()
-        self.to = to
+        self.target_of = to
         self.hidden, self.init_var = hidden, init_var
         self.vid: VIDLoss | None = None
 
@@ -74,12 +74,12 @@ class VIDTerm(LossTerm):
         if self.vid is None:
             from distill.losses.omgd import teacher_targets
 
-            t = teacher_targets(ctx, self.to, self.name)[0]
+            t = teacher_targets(ctx, self.target_of, self.name)[0]
             self.vid = VIDLoss(ctx.student_out.shape[1], t.shape[1], self.hidden, self.init_var).to(ctx.device)
 
     def forward(self, ctx: StepContext) -> torch.Tensor:
         from distill.losses.omgd import teacher_targets
 
-        t = teacher_targets(ctx, self.to, self.name)[0]
+        t = teacher_targets(ctx, self.target_of, self.name)[0]
         with torch.autocast(ctx.student_out.device.type, enabled=False):
             return self.vid(ctx.student_out.float(), t.float())
