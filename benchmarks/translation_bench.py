@@ -16,7 +16,9 @@ only the objective differs:
 
 Scores on the held-out photos, whole images at ``res``: ``psnr_teacher``, ``ssim_teacher`` and ``swd``
 (:mod:`distill.metrics.swd`, student outputs against teacher outputs). ``identity`` (returning the input)
-is the floor every student must clear. Each row records its held-out curve (``psnr_teacher`` on a fixed
+is the floor every student must clear. ``colour_map`` is one affine RGB map (12 numbers) fitted by least
+squares on the training photos' pixels: how far a teacher is a plain recolouring, and so what a student must
+exceed before it has learned anything spatial. Each row records its held-out curve (``psnr_teacher`` on a fixed
 subset every ``eval_every`` steps) and whether it flattened.
 
 Crops are 64 px, 16 to a batch, by default. The teacher's InstanceNorm statistics and receptive field span
@@ -440,6 +442,32 @@ def flattened(curve: list[list[float]], tolerance_db: float = 0.1) -> dict[str, 
     return {"last_quarter_gain_db": round(gain, 4), "flat": bool(gain < tolerance_db), "tolerance_db": tolerance_db}
 
 
+def fit_colour_map(train: list[dict[str, Any]]) -> Any:
+    """The 4 x 3 least-squares affine RGB map (``[r, g, b, 1] @ W``) from the training photos' input pixels to
+    their teacher pixels, in float64. A reference, not a student: it is what a teacher that only recolours
+    would be learned as, and what a student whose rows fall below it has not yet exceeded."""
+    import torch
+
+    ata = torch.zeros(4, 4, dtype=torch.float64)
+    atb = torch.zeros(4, 3, dtype=torch.float64)
+    for item in train:
+        a = _with_ones(item["input"])
+        ata += a.T @ a
+        atb += a.T @ item["target"].reshape(3, -1).T.double()
+    return torch.linalg.lstsq(ata, atb).solution
+
+
+def apply_colour_map(weights: Any, x: Any) -> Any:
+    return (_with_ones(x) @ weights).T.reshape(x.shape).float().clamp(-1, 1)
+
+
+def _with_ones(x: Any) -> Any:
+    import torch
+
+    pixels = x.reshape(3, -1).T.double()
+    return torch.cat([pixels, torch.ones(pixels.shape[0], 1, dtype=torch.float64)], 1)
+
+
 def score(outs: list[Any], targets: list[Any]) -> dict[str, float]:
     from distill.metrics import ssim
     from distill.metrics.swd import sliced_wasserstein_distance
@@ -760,6 +788,8 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
     curve_set = test[:scale.curve_images]
     test_x, test_y = [t["input"] for t in test], [t["target"] for t in test]
     identity = score(test_x, test_y)
+    colour_weights = fit_colour_map(train)
+    colour_map = score([apply_colour_map(colour_weights, x) for x in test_x], test_y)
     job = SeedJob(methods=tuple(methods), scale=scale, layers=tuple(layers), work_dir=str(work_dir),
                   provenance={"role": "student", "teacher": str(teacher_dir),
                               "teacher_sha256": t_info["sha256"]})
@@ -783,6 +813,10 @@ def run_translation_bench(out_json: str | Path, teacher_dir: str | Path, photos:
                   "evidence scale: every row trained to the same step count, curves written"),
         "setup": setup_block(t_info, Path(photos), prep, scale, seeds),
         "identity": {k: round(v, 6) for k, v in identity.items()},
+        "colour_map": {**{k: round(v, 6) for k, v in colour_map.items()},
+                       "weights": [[round(float(v), 6) for v in r] for r in colour_weights],
+                       "fit": f"least-squares affine RGB map (4 x 3) from the {len(train)} training photos' input "
+                              "pixels to their teacher pixels"},
         "rows": rows,
     }
     report["baseline_vs_identity"] = baseline_vs_identity(report)
@@ -834,6 +868,16 @@ def _identity_lines(report: dict[str, Any]) -> list[str]:
             "teacher's mapping, and the rows compare under-trained students, not distillation methods.**"]
 
 
+def _colour_map_lines(report: dict[str, Any]) -> list[str]:
+    colour, base = report.get("colour_map"), report["rows"][0]
+    if not colour or base.get("psnr_teacher") is None:
+        return []
+    over_input = colour["psnr_teacher"] - report["identity"]["psnr_teacher"]
+    diff = base["psnr_teacher"] - colour["psnr_teacher"]
+    return ["", f"The affine colour map fitted on the training photos scores {over_input:+.2f} dB against returning "
+            f"the input; the {base['method']} student {diff:+.2f} dB against the colour map."]
+
+
 def format_translation_table(report: dict[str, Any]) -> str:
     s = report["setup"]
     lines = []
@@ -851,13 +895,17 @@ def format_translation_table(report: dict[str, Any]) -> str:
     ident = report["identity"]
     lines.append(f"| identity (input returned) | {ident['psnr_teacher']:.2f} | {ident['ssim_teacher']:.3f} | "
                  f"{ident['swd']:.1f} | | | | |")
+    colour = report.get("colour_map")
+    if colour:
+        lines.append(f"| colour map (affine RGB, least squares on the training photos) | {colour['psnr_teacher']:.2f} "
+                     f"| {colour['ssim_teacher']:.3f} | {colour['swd']:.1f} | | | | |")
     for r in report["rows"]:
         cmp = r.get("vs_baseline", {})
         lines.append(f"| {r['method']} | {mean_std(r, 'psnr_teacher')} | {mean_std(r, 'ssim_teacher', 3)} | "
                      f"{mean_std(r, 'swd', 1)} | {format_cmp(cmp.get('psnr_teacher'))} | "
                      f"{format_cmp(cmp.get('swd'), 1)} | {'yes' if r['all_flat'] else 'no'} | "
                      f"{r.get('sec_per_step', 0):.3f} |")
-    lines += _identity_lines(report)
+    lines += _identity_lines(report) + _colour_map_lines(report)
     left_out = s.get("rows_left_out") or {}
     lines += ["", *(f"Row left out: {m}: {why}." for m, why in left_out.items())] if left_out else []
     lines += ["", "Mean ± sample std over seeds. vs l1: mean paired difference [95% t-interval]; 'better' / "

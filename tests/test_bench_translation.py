@@ -16,8 +16,10 @@ from benchmarks.time_budget import JobCost, curve_points, fit_steps, makespan
 from benchmarks.translation_bench import (
     MIN_BUDGET_STEPS,
     CropSampler,
+    apply_colour_map,
     baseline_vs_identity,
     crop_target_psnr,
+    fit_colour_map,
     format_translation_table,
     load_photo,
     predict,
@@ -118,6 +120,25 @@ def test_crop_target_psnr_sees_context_outside_the_crop() -> None:
     assert crop_target_psnr(norm, items, 64) is None  # no photo larger than the crop
 
 
+def test_colour_map_recovers_an_affine_recolouring_and_nothing_spatial() -> None:
+    gen = torch.Generator().manual_seed(0)
+    mix = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.5]], dtype=torch.float64)
+    shift = torch.tensor([0.05, -0.02, 0.1], dtype=torch.float64)
+
+    def recolour(x: torch.Tensor) -> torch.Tensor:
+        return (x.reshape(3, -1).T.double() @ mix.T + shift).T.reshape(x.shape).float()
+
+    photos = [torch.rand(3, 12, 16, generator=gen) * 1.6 - 0.8 for _ in range(4)]
+    weights = fit_colour_map([{"input": x, "target": recolour(x)} for x in photos])
+    assert torch.allclose(weights[:3], mix.T, atol=1e-6) and torch.allclose(weights[3], shift, atol=1e-6)
+    held_out = torch.rand(3, 8, 8, generator=gen) * 1.6 - 0.8
+    assert torch.allclose(apply_colour_map(weights, held_out), recolour(held_out), atol=1e-5)
+    # a spatial change (a shift by one pixel) is not a recolouring: the map cannot reproduce it
+    spatial = [{"input": x, "target": x.roll(1, -1)} for x in photos]
+    fitted = apply_colour_map(fit_colour_map(spatial), held_out)
+    assert score([fitted], [held_out.roll(1, -1)])["psnr_teacher"] < 15
+
+
 def test_rows_of_a_seed_see_the_same_crops() -> None:
     items = [{"input": torch.rand(3, 40, 52), "target": torch.rand(3, 40, 52), "feats": {"f": torch.rand(8, 10, 13)}}
              for _ in range(3)]
@@ -171,6 +192,11 @@ def test_translation_bench_end_to_end(tmp_path, capsys) -> None:
     assert rows["crd"]["per_seed"][1]["psnr_teacher"] == pytest.approx(again["psnr_teacher"], abs=1e-4)
     assert rows["crd"]["per_seed"][1]["swd"] == pytest.approx(again["swd"], rel=1e-4)
     assert report["identity"]["psnr_teacher"] == pytest.approx(score(test, targets)["psnr_teacher"], abs=1e-4)
+    colour = report["colour_map"]
+    weights = torch.tensor(colour["weights"], dtype=torch.float64)
+    mapped = [apply_colour_map(weights, x) for x in test]
+    assert colour["psnr_teacher"] == pytest.approx(score(mapped, targets)["psnr_teacher"], abs=1e-3)
+    assert "| colour map (affine RGB" in out.with_suffix(".md").read_text()
     check = report["baseline_vs_identity"]
     assert check["diff_db"] == pytest.approx(rows["l1"]["psnr_teacher"] - report["identity"]["psnr_teacher"], abs=1e-3)
     assert check["learned"] is (check["diff_db"] >= 3.0)
