@@ -17,8 +17,8 @@ only the objective differs:
 Scores on the held-out photos, whole images at ``res``: ``psnr_teacher``, ``ssim_teacher`` and ``swd``
 (:mod:`distill.metrics.swd`, student outputs against teacher outputs). ``identity`` (returning the input)
 is the floor every student must clear. ``colour_map`` is one affine RGB map (12 numbers) fitted by least
-squares on the training photos' pixels: how far a teacher is a plain recolouring, and so what a student must
-exceed before it has learned anything spatial. Each row records its held-out curve (``psnr_teacher`` on a fixed
+squares on the training photos' pixels: how far a teacher is a plain recolouring, and so the score a student
+must pass to do better than a recolouring. Each row records its held-out curve (``psnr_teacher`` on a fixed
 subset every ``eval_every`` steps) and whether it flattened.
 
 Crops are 64 px, 16 to a batch, by default. The teacher's InstanceNorm statistics and receptive field span
@@ -444,8 +444,8 @@ def flattened(curve: list[list[float]], tolerance_db: float = 0.1) -> dict[str, 
 
 def fit_colour_map(train: list[dict[str, Any]]) -> Any:
     """The 4 x 3 least-squares affine RGB map (``[r, g, b, 1] @ W``) from the training photos' input pixels to
-    their teacher pixels, in float64. A reference, not a student: it is what a teacher that only recolours
-    would be learned as, and what a student whose rows fall below it has not yet exceeded."""
+    their teacher pixels, in float64. A reference, not a student: the best any recolouring that ignores
+    position and context does on these photos; a student below it has learned less than 12 numbers hold."""
     import torch
 
     ata = torch.zeros(4, 4, dtype=torch.float64)
