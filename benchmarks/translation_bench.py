@@ -892,13 +892,10 @@ def format_translation_table(report: dict[str, Any]) -> str:
               "| method | psnr_teacher (dB) | ssim_teacher | swd (x1e3, lower better) | vs l1: psnr | vs l1: swd "
               "| curve flat | s/step |",
               "|---|---|---|---|---|---|---|---|"]
-    ident = report["identity"]
-    lines.append(f"| identity (input returned) | {ident['psnr_teacher']:.2f} | {ident['ssim_teacher']:.3f} | "
-                 f"{ident['swd']:.1f} | | | | |")
-    colour = report.get("colour_map")
-    if colour:
-        lines.append(f"| colour map (affine RGB, least squares on the training photos) | {colour['psnr_teacher']:.2f} "
-                     f"| {colour['ssim_teacher']:.3f} | {colour['swd']:.1f} | | | | |")
+    references = (("identity (input returned)", report["identity"]),
+                  ("colour map (affine RGB, least squares on the training photos)", report.get("colour_map")))
+    lines += [f"| {label} | {ref['psnr_teacher']:.2f} | {ref['ssim_teacher']:.3f} | {ref['swd']:.1f} | | | | |"
+              for label, ref in references if ref]
     for r in report["rows"]:
         cmp = r.get("vs_baseline", {})
         lines.append(f"| {r['method']} | {mean_std(r, 'psnr_teacher')} | {mean_std(r, 'ssim_teacher', 3)} | "
